@@ -1,0 +1,315 @@
+"""The ``heplab`` command line: ``heplab <stage-or-task> <verb>``.
+
+Every user error (missing file, impossible setting, ...) ends with one line on stderr,
+``heplab: error: ...``, and exit status 1 (2 for command-line usage errors), without a
+Python traceback; ``heplab --debug ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from heplab import __version__
+from heplab.errors import ConfigError, HeplabError
+
+__all__ = ["main"]
+
+log = logging.getLogger("heplab")
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        if "=" not in item:
+            raise ConfigError(f"--param takes NAME=VALUE, not {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _default_workers() -> int:
+    from heplab.generation.pythia import cpu_count
+
+    return cpu_count()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="heplab")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks of errors.")
+@click.option("-v", "--verbose", count=True, help="More log messages (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
+    """heplab: machine learning along the whole collider data path.
+
+    \b
+    heplab demo                       the main job on built-in defaults
+    heplab generate --list            the process catalogue
+    heplab generate ttbar-boosted --events 1000 --out runs/tt
+    heplab jets cluster runs/tt --out runs/tt-jets
+    heplab info runs/tt
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------- generate
+@cli.command()
+@click.argument("process", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the process catalogue and exit.")
+@click.option("--events", "-n", type=int, help="Number of events (for --lhe: default all).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Output run directory.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Run seed.")
+@click.option("--chunk-size", type=int, default=1000, show_default=True, help="Events per chunk file.")
+@click.option("--workers", "-j", type=int, default=None, help="Local Dask worker processes [default: cores].")
+@click.option("--scheduler", help="Address of an existing dask.distributed scheduler.")
+@click.option(
+    "--detector",
+    default="auto",
+    show_default=True,
+    help="atlas, cms, ee, none, or a YAML card; auto = ee for e+e- beams, else atlas.",
+)
+@click.option("--pileup", type=float, default=0.0, show_default=True, help="Mean pile-up mu.")
+@click.option("--sqrts", type=float, help="Centre-of-mass energy [GeV] (default: the entry's).")
+@click.option("--param", "-p", "params", multiple=True, help="Process parameter NAME=VALUE.")
+@click.option("--pythia", "pythia_settings", multiple=True, help="Extra Pythia setting 'Key = value'.")
+@click.option("--lhe", type=click.Path(path_type=Path), help="Shower a Les Houches file (.lhe, .lhe.gz).")
+@click.option("--force", is_flag=True, help="Replace a different run already in --out.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(
+    process: str | None,
+    list_: bool,
+    events: int | None,
+    out: Path | None,
+    seed: int,
+    chunk_size: int,
+    workers: int | None,
+    scheduler: str | None,
+    detector: str,
+    pileup: float,
+    sqrts: float | None,
+    params: tuple[str, ...],
+    pythia_settings: tuple[str, ...],
+    lhe: Path | None,
+    force: bool,
+    no_progress: bool,
+) -> None:
+    """Generate PROCESS events with Pythia 8 (+ pile-up + detector) as parquet chunks.
+
+    Re-running the same command resumes: finished chunks are kept. Batch systems: start a
+    dask-jobqueue cluster (SLURMCluster, HTCondorCluster) and pass its scheduler address.
+    """
+    from heplab.generation.catalogue import list_processes
+
+    if list_:
+        _print_catalogue(list_processes())
+        return
+    if out is None:
+        raise click.UsageError("--out DIR is required")
+    from heplab.generation.production import build_config, produce
+
+    if workers is not None and scheduler:
+        raise click.UsageError("give --workers or --scheduler, not both")
+    config = build_config(
+        process,
+        events=events,
+        seed=seed,
+        chunk_size=chunk_size,
+        detector=detector,
+        pileup=pileup,
+        sqrts=sqrts,
+        params=_parse_params(params),
+        lhe=lhe,
+        pythia=pythia_settings,
+    )
+    manifest = produce(
+        config,
+        out,
+        workers=_default_workers() if workers is None else workers,
+        scheduler=scheduler,
+        force=force,
+        progress=not no_progress,
+    )
+    click.echo(
+        f"{out}: {manifest.total_events} events of {config['process']} in "
+        f"{len(manifest.chunks)} chunks (detector: {config['detector']}, pile-up mu = {config['pileup']:g})"
+    )
+
+
+def _print_catalogue(entries: dict[str, Any]) -> None:
+    import textwrap
+
+    for name in sorted(entries):
+        e = entries[name]
+        energy = "" if e.sqrts is None else f" at {e.sqrts:g} GeV"
+        click.echo(click.style(name, bold=True) + f"  [{e.beams}{energy}]")
+        click.echo(textwrap.indent(textwrap.fill(e.description, 88), "    "))
+        for p in e.parameters.values():
+            click.echo(f"      --param {p.name}={p.default}   {p.doc}")
+    click.echo(
+        "\nAdd your own entries as YAML files in a folder named by HEPLAB_PROCESS_PATH "
+        "(copy one from heplab/generation/catalogue/), or pass a YAML file as PROCESS."
+    )
+
+
+# ---------------------------------------------------------------------------- jets
+@cli.group()
+def jets() -> None:
+    """Jets: clustering, substructure, labels (and the tagging tasks)."""
+
+
+@jets.command("cluster")
+@click.argument("events_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output jets directory.")
+@click.option("--algorithm", type=click.Choice(["antikt", "kt", "ca"]), default="antikt", show_default=True)
+@click.option("--R", "R", type=float, default=0.8, show_default=True, help="Jet radius.")
+@click.option("--ptmin", type=float, default=20.0, show_default=True, help="Minimum jet pT [GeV].")
+@click.option("--max-constituents", type=int, default=128, show_default=True)
+@click.option("--eta-max", type=float, default=None, help="Keep jets with |eta| below this.")
+@click.option(
+    "--inputs",
+    type=click.Choice(["auto", "pfcands", "particles"]),
+    default="auto",
+    show_default=True,
+    help="Cluster particle-flow candidates or truth particles (auto: pfcands if present).",
+)
+@click.option("--no-chs", is_flag=True, help="Keep charged pile-up candidates (no CHS).")
+@click.option("--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores].")
+@click.option("--scheduler", help="Address of an existing dask.distributed scheduler.")
+@click.option("--force", is_flag=True, help="Replace a different jets run already in --out.")
+@click.option("--no-progress", is_flag=True)
+def jets_cluster(
+    events_dir: Path,
+    out: Path,
+    algorithm: str,
+    R: float,
+    ptmin: float,
+    max_constituents: int,
+    eta_max: float | None,
+    inputs: str,
+    no_chs: bool,
+    workers: int | None,
+    scheduler: str | None,
+    force: bool,
+    no_progress: bool,
+) -> None:
+    """Cluster the events of EVENTS_DIR into jets with FastJet (one parquet dataset)."""
+    from heplab.reconstruction.jets.production import cluster_run
+
+    manifest = cluster_run(
+        events_dir,
+        out,
+        algorithm=algorithm,
+        R=R,
+        ptmin=ptmin,
+        max_constituents=max_constituents,
+        eta_max=eta_max,
+        inputs=inputs,
+        chs=not no_chs,
+        workers=_default_workers() if workers is None else workers,
+        scheduler=scheduler,
+        force=force,
+        progress=not no_progress,
+    )
+    click.echo(f"{out}: {manifest.total_rows} jets from {manifest.total_events} events")
+
+
+# ---------------------------------------------------------------------------- info / convert
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(path: Path, as_json: bool) -> None:
+    """Describe a run directory, parquet, ROOT, HDF5, LHE or CSV file."""
+    from heplab.events.info import describe, format_description
+
+    desc = describe(path)
+    click.echo(json.dumps(desc, indent=2, default=str) if as_json else format_description(desc))
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["parquet", "root", "hdf5"]), default=None,
+              help="Output format [default: from TARGET's suffix].")
+@click.option("--root-style", type=click.Choice(["nanoaod", "delphes"]), default="nanoaod", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite TARGET.")
+def convert(source: Path, target: Path, fmt: str | None, root_style: str, force: bool) -> None:
+    """Convert events between parquet (or a run directory), ROOT and HDF5."""
+    from heplab.events import read_events, write_events
+
+    if fmt is None:
+        suffix = target.suffix.lower()
+        fmt = {".root": "root", ".h5": "hdf5", ".hdf5": "hdf5", ".parquet": "parquet"}.get(suffix)
+        if fmt is None:
+            raise ConfigError(f"cannot tell the format of {target}; give --format")
+    events = read_events(source)
+    write_events(events, target, fmt, root_style=root_style, overwrite=force)  # type: ignore[arg-type]
+    click.echo(f"{target}: {len(events)} events ({fmt})")
+
+
+# ---------------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("heplab-demo"), show_default=True)
+@click.option("--events", "-n", type=int, default=1500, show_default=True,
+              help="Events per process (ttbar-boosted, qcd-dijet, z-ll).")
+@click.option("--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores].")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--force", is_flag=True, help="Replace a demo made with other settings.")
+@click.option("--no-progress", is_flag=True)
+def demo(out: Path, events: int, workers: int | None, seed: int, force: bool, no_progress: bool) -> None:
+    """The main job: events, detector, jets and a physics report, on built-in defaults."""
+    from heplab.demo import run_demo
+
+    report = run_demo(
+        out,
+        events=events,
+        workers=_default_workers() if workers is None else workers,
+        seed=seed,
+        force=force,
+        progress=not no_progress,
+    )
+    click.echo(f"report: {report}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``heplab`` command."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="heplab", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("heplab: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo(
+            "heplab: interrupted; finished chunks are kept, re-run the same command to resume",
+            err=True,
+        )
+        sys.exit(130)
+    except HeplabError as exc:
+        if debug:
+            raise
+        click.echo(f"heplab: error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"heplab: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""heplab.monitoring."""
