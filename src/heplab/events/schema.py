@@ -46,6 +46,7 @@ from typing import Final
 
 __all__ = [
     "EVENT_FIELDS",
+    "EVENT_FIELD_DTYPES",
     "PARTICLE_FIELDS",
     "PARTON_FIELDS",
     "PFCAND_FIELDS",
@@ -54,6 +55,21 @@ __all__ = [
 
 #: Event-level scalar fields always present.
 EVENT_FIELDS: Final = ("event_id", "weight", "id1", "id2", "pthat", "pv_z")
+
+#: dtypes of the event-level scalar fields of the data model ;
+#: ``process_code`` (the generator's process id) is kept where a source provides it.
+EVENT_FIELD_DTYPES: Final = {
+    "event_id": "int64",
+    "weight": "float64",
+    "id1": "int32",
+    "id2": "int32",
+    "process_code": "int32",
+    "pthat": "float32",
+    "pv_z": "float32",
+    "met": "float32",
+    "met_phi": "float32",
+    "sumet": "float32",
+}
 
 #: Fields of the truth final-state ``particles`` records and their numpy dtypes.
 PARTICLE_FIELDS: Final = {

@@ -1,0 +1,155 @@
+"""Generation throughput: heplab's full chain against a bare Pythia 8 loop, and Dask scaling.
+
+Run: ``python benchmarks/bench_generation.py [--events N] [--process ttbar-boosted]``.
+Prints a table and writes ``benchmarks/results/generation.json``.
+
+1. Bare Pythia: ``pythia.next()`` N times, nothing else (the reference).
+2. heplab's chain in one process on the same settings: Pythia (batched extraction into
+   awkward arrays), the ATLAS-like detector response, parquet output, anti-kt R = 0.8
+   clustering with soft-drop mass, N-subjettiness and labels, jets parquet output.
+   The figure is (chain - bare) / bare: what heplab adds to Pythia's own time.
+3. ``heplab generate`` through Dask with 1 and 2 local workers (wall-clock events/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+
+def machine() -> str:
+    import os
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--process", default="ttbar-boosted")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "generation.json"))
+    ap.add_argument("--skip-dask", action="store_true")
+    args = ap.parse_args()
+
+    from heplab.detector import load_card, simulate
+    from heplab.events.parquet import write_parquet_chunk
+    from heplab.generation.production import build_config, chunk_seeds, produce
+    from heplab.generation.pythia import _ChargeTable, extract_events, make_pythia
+    from heplab.reconstruction.jets.cluster import cluster_events
+
+    n = args.events
+    cfg = build_config(args.process, events=n, chunk_size=n, detector="atlas")
+    seed = chunk_seeds(cfg["seed"], 0)["pythia"]
+
+    # 1. bare Pythia
+    pythia = make_pythia(cfg["pythia_settings"], seed)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        pythia.next()
+    t_bare = time.perf_counter() - t0
+
+    # 2. the chain, stage by stage, same settings and seed
+    pythia = make_pythia(cfg["pythia_settings"], seed)
+    charge = _ChargeTable(pythia.particleData)
+    rng = np.random.default_rng(1)
+    card = load_card("atlas")
+    t: dict[str, float] = dict.fromkeys(("pythia", "extract", "detector", "io", "jets", "jets_io"), 0.0)
+    n_jets = 0
+    n_particles = 0
+    n_pf = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        done, k = 0, 0
+        while done < n:
+            m = min(100, n - done)
+            a = time.perf_counter()
+            batch = pythia.nextBatch(m, "skip")
+            b = time.perf_counter()
+            ev = extract_events(batch, charge, rng, cfg["beamspot_sigma_z"])
+            c = time.perf_counter()
+            reco = simulate(ev.particles, card, rng, pv_z=ak.to_numpy(ev.pv_z))
+            for name in reco.fields:
+                ev = ak.with_field(ev, reco[name], name)
+            ev = ak.with_field(ev, np.arange(done, done + len(ev)), "event_id")
+            d = time.perf_counter()
+            write_parquet_chunk(ev, Path(tmp) / f"ev-{k}.parquet")
+            e = time.perf_counter()
+            jets = cluster_events(ev, R=0.8, ptmin=200.0)
+            f = time.perf_counter()
+            write_parquet_chunk(jets, Path(tmp) / f"jets-{k}.parquet")
+            g = time.perf_counter()
+            t["pythia"] += b - a
+            t["extract"] += c - b
+            t["detector"] += d - c
+            t["io"] += e - d
+            t["jets"] += f - e
+            t["jets_io"] += g - f
+            n_jets += len(jets)
+            n_particles += int(ak.sum(ak.num(ev.particles)))
+            n_pf += int(ak.sum(ak.num(ev.pfcands)))
+            done += len(ev)
+            k += 1
+    t_chain = sum(t.values())
+    overhead = (t_chain - t_bare) / t_bare
+    added = (t_chain - t["pythia"] - t["extract"]) / t_bare
+
+    results: dict[str, object] = {
+        "machine": machine(),
+        "process": args.process,
+        "events": n,
+        "mean_truth_particles": n_particles / n,
+        "mean_pfcands": n_pf / n,
+        "bare_pythia_events_per_s": n / t_bare,
+        "chain_events_per_s": n / t_chain,
+        "chain_jets_per_s": n_jets / t_chain,
+        "jets_per_event": n_jets / n,
+        "stage_ms_per_event": {k: 1e3 * v / n for k, v in t.items()},
+        "overhead_vs_bare_pythia": overhead,
+        "detector_jets_io_vs_bare_pythia": added,
+    }
+
+    # 3. Dask scaling of `heplab generate` (Pythia + detector + parquet)
+    if not args.skip_dask:
+        scaling = {}
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                c2 = build_config(args.process, events=n, chunk_size=max(1, n // 8), detector="atlas")
+                a = time.perf_counter()
+                produce(c2, Path(tmp) / "run", workers=workers, progress=False)
+                scaling[workers] = n / (time.perf_counter() - a)
+        results["dask_events_per_s"] = scaling
+        results["dask_speedup_2_vs_1"] = scaling[2] / scaling[1]
+
+    print(f"machine: {results['machine']}")
+    print(f"{args.process}, {n} events, {results['mean_truth_particles']:.0f} truth particles "
+          f"and {results['mean_pfcands']:.0f} PF candidates per event")
+    print(f"{'stage':<28}{'ms/event':>10}")
+    print(f"{'bare Pythia (next loop)':<28}{1e3 * t_bare / n:>10.2f}")
+    for k, v in t.items():
+        print(f"{'chain: ' + k:<28}{1e3 * v / n:>10.2f}")
+    print(f"chain: {n / t_chain:.1f} events/s, {n_jets / t_chain:.1f} jets/s (pT > 200 GeV)")
+    print(f"chain vs bare Pythia: {overhead:+.1%}; detector+jets+I/O alone: {added:.1%} of Pythia")
+    if "dask_events_per_s" in results:
+        s = results["dask_events_per_s"]
+        print(f"heplab generate on Dask: 1 worker {s[1]:.1f} ev/s, 2 workers {s[2]:.1f} ev/s "  # type: ignore[index]
+              f"(x{results['dask_speedup_2_vs_1']:.2f})")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
