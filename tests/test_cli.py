@@ -11,7 +11,11 @@ import pytest
 
 def heplab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "heplab", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+        [sys.executable, "-m", "heplab", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -32,8 +36,20 @@ def test_generate_list_shows_the_catalogue() -> None:
 
 def test_help_names_the_contract_options() -> None:
     gen = heplab("generate", "--help").stdout
-    for opt in ("--events", "--out", "--seed", "--chunk-size", "--workers", "--scheduler",
-                "--detector", "--pileup", "--sqrts", "--lhe", "--list", "--force"):
+    for opt in (
+        "--events",
+        "--out",
+        "--seed",
+        "--chunk-size",
+        "--workers",
+        "--scheduler",
+        "--detector",
+        "--pileup",
+        "--sqrts",
+        "--lhe",
+        "--list",
+        "--force",
+    ):
         assert opt in gen
     cl = heplab("jets", "cluster", "--help").stdout
     for opt in ("--out", "--algorithm", "--R", "--ptmin", "--max-constituents"):
@@ -44,7 +60,10 @@ def test_help_names_the_contract_options() -> None:
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["generate", "top-quarks", "--events", "5", "--out", "x"], ["unknown process 'top-quarks'"]),
+        (
+            ["generate", "top-quarks", "--events", "5", "--out", "x"],
+            ["unknown process 'top-quarks'"],
+        ),
         (["generate", "z-ll", "--events", "-5", "--out", "x"], ["--events must be a positive"]),
         (["generate", "z-ll", "--events", "5", "--out", "x", "--detector", "lhcb"], ["lhcb"]),
         (["generate", "--lhe", "missing.lhe", "--out", "x"], ["missing.lhe", "does not exist"]),
@@ -52,7 +71,9 @@ def test_help_names_the_contract_options() -> None:
         (["jets", "cluster", "no/such/run", "--out", "j"], ["no/such/run"]),
     ],
 )
-def test_user_errors_are_one_clear_line(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+def test_user_errors_are_one_clear_line(
+    tmp_path: Path, args: list[str], needles: list[str]
+) -> None:
     res = heplab(*args, cwd=tmp_path)
     assert_clean_error(res, "heplab: error:", *needles)
     assert len(res.stderr.strip().splitlines()) == 1
@@ -67,15 +88,44 @@ def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_impossible_jet_settings(tmp_path: Path) -> None:
     run = tmp_path / "ev"
-    ok = heplab("generate", "z-ll", "-n", "20", "--chunk-size", "10", "--workers", "0",
-                "--detector", "none", "--out", str(run), "--no-progress")
+    ok = heplab(
+        "generate",
+        "z-ll",
+        "-n",
+        "20",
+        "--chunk-size",
+        "10",
+        "--workers",
+        "0",
+        "--detector",
+        "none",
+        "--out",
+        str(run),
+        "--no-progress",
+    )
     assert ok.returncode == 0, ok.stderr
     res = heplab("jets", "cluster", str(run), "--out", str(tmp_path / "j"), "--R", "0")
     assert_clean_error(res, "R must be positive")
-    res = heplab("jets", "cluster", str(run), "--out", str(tmp_path / "j"), "--max-constituents", "0")
+    res = heplab(
+        "jets", "cluster", str(run), "--out", str(tmp_path / "j"), "--max-constituents", "0"
+    )
     assert_clean_error(res, "max-constituents")
     # a second generate with another configuration is refused, and the run survives
-    res = heplab("generate", "z-ll", "-n", "20", "--chunk-size", "10", "--workers", "0",
-                 "--detector", "none", "--seed", "9", "--out", str(run))
+    res = heplab(
+        "generate",
+        "z-ll",
+        "-n",
+        "20",
+        "--chunk-size",
+        "10",
+        "--workers",
+        "0",
+        "--detector",
+        "none",
+        "--seed",
+        "9",
+        "--out",
+        str(run),
+    )
     assert_clean_error(res, "different configuration", "--force")
     assert len(list(run.glob("chunk-*.parquet"))) == 2

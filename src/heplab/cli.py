@@ -57,7 +57,9 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 # ---------------------------------------------------------------------------- generate
@@ -67,8 +69,12 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
 @click.option("--events", "-n", type=int, help="Number of events (for --lhe: default all).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Output run directory.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Run seed.")
-@click.option("--chunk-size", type=int, default=1000, show_default=True, help="Events per chunk file.")
-@click.option("--workers", "-j", type=int, default=None, help="Local Dask worker processes [default: cores].")
+@click.option(
+    "--chunk-size", type=int, default=1000, show_default=True, help="Events per chunk file."
+)
+@click.option(
+    "--workers", "-j", type=int, default=None, help="Local Dask worker processes [default: cores]."
+)
 @click.option("--scheduler", help="Address of an existing dask.distributed scheduler.")
 @click.option(
     "--detector",
@@ -79,8 +85,12 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
 @click.option("--pileup", type=float, default=0.0, show_default=True, help="Mean pile-up mu.")
 @click.option("--sqrts", type=float, help="Centre-of-mass energy [GeV] (default: the entry's).")
 @click.option("--param", "-p", "params", multiple=True, help="Process parameter NAME=VALUE.")
-@click.option("--pythia", "pythia_settings", multiple=True, help="Extra Pythia setting 'Key = value'.")
-@click.option("--lhe", type=click.Path(path_type=Path), help="Shower a Les Houches file (.lhe, .lhe.gz).")
+@click.option(
+    "--pythia", "pythia_settings", multiple=True, help="Extra Pythia setting 'Key = value'."
+)
+@click.option(
+    "--lhe", type=click.Path(path_type=Path), help="Shower a Les Houches file (.lhe, .lhe.gz)."
+)
 @click.option("--force", is_flag=True, help="Replace a different run already in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def generate(
@@ -167,8 +177,12 @@ def jets() -> None:
 
 @jets.command("cluster")
 @click.argument("events_dir", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output jets directory.")
-@click.option("--algorithm", type=click.Choice(["antikt", "kt", "ca"]), default="antikt", show_default=True)
+@click.option(
+    "--out", "-o", required=True, type=click.Path(path_type=Path), help="Output jets directory."
+)
+@click.option(
+    "--algorithm", type=click.Choice(["antikt", "kt", "ca"]), default="antikt", show_default=True
+)
 @click.option("--R", "R", type=float, default=0.8, show_default=True, help="Jet radius.")
 @click.option("--ptmin", type=float, default=20.0, show_default=True, help="Minimum jet pT [GeV].")
 @click.option("--max-constituents", type=int, default=128, show_default=True)
@@ -181,7 +195,9 @@ def jets() -> None:
     help="Cluster particle-flow candidates or truth particles (auto: pfcands if present).",
 )
 @click.option("--no-chs", is_flag=True, help="Keep charged pile-up candidates (no CHS).")
-@click.option("--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores].")
+@click.option(
+    "--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores]."
+)
 @click.option("--scheduler", help="Address of an existing dask.distributed scheduler.")
 @click.option("--force", is_flag=True, help="Replace a different jets run already in --out.")
 @click.option("--no-progress", is_flag=True)
@@ -236,9 +252,16 @@ def info(path: Path, as_json: bool) -> None:
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["parquet", "root", "hdf5"]), default=None,
-              help="Output format [default: from TARGET's suffix].")
-@click.option("--root-style", type=click.Choice(["nanoaod", "delphes"]), default="nanoaod", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "root", "hdf5"]),
+    default=None,
+    help="Output format [default: from TARGET's suffix].",
+)
+@click.option(
+    "--root-style", type=click.Choice(["nanoaod", "delphes"]), default="nanoaod", show_default=True
+)
 @click.option("--force", is_flag=True, help="Overwrite TARGET.")
 def convert(source: Path, target: Path, fmt: str | None, root_style: str, force: bool) -> None:
     """Convert events between parquet (or a run directory), ROOT and HDF5."""
@@ -256,14 +279,26 @@ def convert(source: Path, target: Path, fmt: str | None, root_style: str, force:
 
 # ---------------------------------------------------------------------------- demo
 @cli.command()
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("heplab-demo"), show_default=True)
-@click.option("--events", "-n", type=int, default=1500, show_default=True,
-              help="Events per process (ttbar-boosted, qcd-dijet, z-ll).")
-@click.option("--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores].")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), default=Path("heplab-demo"), show_default=True
+)
+@click.option(
+    "--events",
+    "-n",
+    type=int,
+    default=1500,
+    show_default=True,
+    help="Events per process (ttbar-boosted, qcd-dijet, z-ll).",
+)
+@click.option(
+    "--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores]."
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--force", is_flag=True, help="Replace a demo made with other settings.")
 @click.option("--no-progress", is_flag=True)
-def demo(out: Path, events: int, workers: int | None, seed: int, force: bool, no_progress: bool) -> None:
+def demo(
+    out: Path, events: int, workers: int | None, seed: int, force: bool, no_progress: bool
+) -> None:
     """The main job: events, detector, jets and a physics report, on built-in defaults."""
     from heplab.demo import run_demo
 

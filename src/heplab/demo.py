@@ -75,7 +75,9 @@ def _prepare(out: Path, settings: dict[str, Any], force: bool) -> None:
                 "pass --force to replace it or choose another --out"
             )
     elif out.is_dir() and any(out.iterdir()):
-        raise OutputExistsError(f"{out} is not empty and holds no heplab demo; choose another --out")
+        raise OutputExistsError(
+            f"{out} is not empty and holds no heplab demo; choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(settings, indent=2) + "\n")
 
@@ -132,7 +134,9 @@ def run_demo(
             )
             timings[name]["jets_wall_s"] = time.perf_counter() - t0
             timings[name]["jets"] = float(jm.total_rows)
-            timings[name]["cluster_s"] = sum(c.timing.get("cluster", 0.0) for c in jm.chunks.values())
+            timings[name]["cluster_s"] = sum(
+                c.timing.get("cluster", 0.0) for c in jm.chunks.values()
+            )
 
     from heplab.report import Report, hep_style
 
@@ -145,9 +149,17 @@ def run_demo(
         f"hadronisation; ATLAS-like detector card; {events} events per process, seed {seed}."
     )
     checks: list[tuple[str, str, str, bool]] = []
-    _top_section(report, read_events(out / "jets" / "ttbar-boosted"), read_events(out / "jets" / "qcd-dijet"), fig_dir, checks)
+    _top_section(
+        report,
+        read_events(out / "jets" / "ttbar-boosted"),
+        read_events(out / "jets" / "qcd-dijet"),
+        fig_dir,
+        checks,
+    )
     _zll_section(report, read_events(out / "events" / "z-ll"), fig_dir, checks)
-    _tracker_section(report, read_events(out / "events" / "gun-pion"), runs["gun-pion"], fig_dir, checks)
+    _tracker_section(
+        report, read_events(out / "events" / "gun-pion"), runs["gun-pion"], fig_dir, checks
+    )
     _timing_section(report, timings)
     report.heading("Checks")
     report.table(
@@ -227,13 +239,24 @@ def _hist_figure(
     return fig
 
 
-def _check(checks: list[tuple[str, str, str, bool]], name: str, value: float, fmt: str,
-           expected: str, ok: Callable[[float], bool]) -> None:
+def _check(
+    checks: list[tuple[str, str, str, bool]],
+    name: str,
+    value: float,
+    fmt: str,
+    expected: str,
+    ok: Callable[[float], bool],
+) -> None:
     checks.append((name, fmt.format(value), expected, bool(np.isfinite(value) and ok(value))))
 
 
-def _top_section(report: Any, top_jets: ak.Array, qcd_jets: ak.Array, fig_dir: Path,
-                 checks: list[tuple[str, str, str, bool]]) -> None:
+def _top_section(
+    report: Any,
+    top_jets: ak.Array,
+    qcd_jets: ak.Array,
+    fig_dir: Path,
+    checks: list[tuple[str, str, str, bool]],
+) -> None:
     from heplab.reconstruction.jets.substructure import subjet_pair_masses
 
     def select(jets: ak.Array, label: str) -> ak.Array:
@@ -242,31 +265,56 @@ def _top_section(report: Any, top_jets: ak.Array, qcd_jets: ak.Array, fig_dir: P
 
     top = select(top_jets, "label_Tbqq")
     qcd = select(qcd_jets, "label_QCD")
-    n_lead = ak.sum((top_jets.jet_index == 0) & (top_jets.jet_pt > 400) & (np.abs(top_jets.jet_eta) < 2))
-    frac_top = ak.sum((top_jets.jet_index == 0) & (top_jets.jet_pt > 400) & (np.abs(top_jets.jet_eta) < 2) & (top_jets.label_Tbqq == 1)) / max(int(n_lead), 1)
+    n_lead = ak.sum(
+        (top_jets.jet_index == 0) & (top_jets.jet_pt > 400) & (np.abs(top_jets.jet_eta) < 2)
+    )
+    frac_top = ak.sum(
+        (top_jets.jet_index == 0)
+        & (top_jets.jet_pt > 400)
+        & (np.abs(top_jets.jet_eta) < 2)
+        & (top_jets.label_Tbqq == 1)
+    ) / max(int(n_lead), 1)
     report.heading("Boosted top jets (anti-kt R = 0.8, pT > 400 GeV, |eta| < 2)")
     top_sd = ak.to_numpy(top.jet_sdmass)
     qcd_sd = ak.to_numpy(qcd.jet_sdmass)
     peak = histogram_peak(top_sd, 100, 250, 5)
     report.figure(
-        _hist_figure([(top_sd, f"t -> bqq' jets ({len(top_sd)})"), (qcd_sd, f"QCD jets ({len(qcd_sd)})")],
-                     np.linspace(0, 300, 61), "soft-drop mass [GeV]"),
-        "sdmass", "Soft-drop mass (beta = 0, z_cut = 0.1) of top and QCD jets", fig_dir)
+        _hist_figure(
+            [(top_sd, f"t -> bqq' jets ({len(top_sd)})"), (qcd_sd, f"QCD jets ({len(qcd_sd)})")],
+            np.linspace(0, 300, 61),
+            "soft-drop mass [GeV]",
+        ),
+        "sdmass",
+        "Soft-drop mass (beta = 0, z_cut = 0.1) of top and QCD jets",
+        fig_dir,
+    )
     pairs_top = ak.to_numpy(ak.flatten(subjet_pair_masses(_constituents(top), n=3), axis=None))
     pairs_qcd = ak.to_numpy(ak.flatten(subjet_pair_masses(_constituents(qcd), n=3), axis=None))
     w_peak = histogram_peak(pairs_top, 40, 140, 4)
     in_w_top = float(np.mean((pairs_top > 65) & (pairs_top < 95))) if len(pairs_top) else math.nan
     in_w_qcd = float(np.mean((pairs_qcd > 65) & (pairs_qcd < 95))) if len(pairs_qcd) else math.nan
     report.figure(
-        _hist_figure([(pairs_top, "t -> bqq' jets"), (pairs_qcd, "QCD jets")],
-                     np.linspace(0, 200, 51), "mass of a pair of the 3 exclusive-kt subjets [GeV]"),
-        "subjet_pairs", "All three subjet-pair masses per jet: the W appears in top jets", fig_dir)
+        _hist_figure(
+            [(pairs_top, "t -> bqq' jets"), (pairs_qcd, "QCD jets")],
+            np.linspace(0, 200, 51),
+            "mass of a pair of the 3 exclusive-kt subjets [GeV]",
+        ),
+        "subjet_pairs",
+        "All three subjet-pair masses per jet: the W appears in top jets",
+        fig_dir,
+    )
     tau32_top = ak.to_numpy(top.jet_tau3 / np.maximum(top.jet_tau2, 1e-9))
     tau32_qcd = ak.to_numpy(qcd.jet_tau3 / np.maximum(qcd.jet_tau2, 1e-9))
     report.figure(
-        _hist_figure([(tau32_top, "t -> bqq' jets"), (tau32_qcd, "QCD jets")],
-                     np.linspace(0, 1, 41), "tau_3 / tau_2"),
-        "tau32", "N-subjettiness ratio tau32 (beta = 1)", fig_dir)
+        _hist_figure(
+            [(tau32_top, "t -> bqq' jets"), (tau32_qcd, "QCD jets")],
+            np.linspace(0, 1, 41),
+            "tau_3 / tau_2",
+        ),
+        "tau32",
+        "N-subjettiness ratio tau32 (beta = 1)",
+        fig_dir,
+    )
     qcd_median = float(np.median(qcd_sd)) if len(qcd_sd) else math.nan
     report.table(
         ["quantity", "top jets", "QCD jets"],
@@ -278,45 +326,98 @@ def _top_section(report: Any, top_jets: ak.Array, qcd_jets: ak.Array, fig_dir: P
         ],
     )
     report.results["top"] = {
-        "n_top": len(top_sd), "n_qcd": len(qcd_sd), "sdmass_peak": peak,
-        "qcd_sdmass_median": qcd_median, "w_peak": w_peak, "leading_jet_tbqq_fraction": float(frac_top),
+        "n_top": len(top_sd),
+        "n_qcd": len(qcd_sd),
+        "sdmass_peak": peak,
+        "qcd_sdmass_median": qcd_median,
+        "w_peak": w_peak,
+        "leading_jet_tbqq_fraction": float(frac_top),
         "tau32_median_top": float(np.median(tau32_top)) if len(tau32_top) else None,
         "tau32_median_qcd": float(np.median(tau32_qcd)) if len(tau32_qcd) else None,
     }
-    _check(checks, "top-jet soft-drop mass peak [GeV]", peak, "{:.1f}", "160-185", lambda v: 160 <= v <= 185)
-    _check(checks, "W peak among subjet pairs of top jets [GeV]", w_peak, "{:.1f}", "65-95", lambda v: 65 <= v <= 95)
-    _check(checks, "QCD-jet soft-drop mass median [GeV]", qcd_median, "{:.1f}", "< 100", lambda v: v < 100)
-    _check(checks, "leading jets labelled t -> bqq'", float(frac_top), "{:.1%}", "> 40%", lambda v: v > 0.4)
+    _check(
+        checks,
+        "top-jet soft-drop mass peak [GeV]",
+        peak,
+        "{:.1f}",
+        "160-185",
+        lambda v: 160 <= v <= 185,
+    )
+    _check(
+        checks,
+        "W peak among subjet pairs of top jets [GeV]",
+        w_peak,
+        "{:.1f}",
+        "65-95",
+        lambda v: 65 <= v <= 95,
+    )
+    _check(
+        checks,
+        "QCD-jet soft-drop mass median [GeV]",
+        qcd_median,
+        "{:.1f}",
+        "< 100",
+        lambda v: v < 100,
+    )
+    _check(
+        checks,
+        "leading jets labelled t -> bqq'",
+        float(frac_top),
+        "{:.1%}",
+        "> 40%",
+        lambda v: v > 0.4,
+    )
 
 
-def _zll_section(report: Any, events: ak.Array, fig_dir: Path,
-                 checks: list[tuple[str, str, str, bool]]) -> None:
+def _zll_section(
+    report: Any, events: ak.Array, fig_dir: Path, checks: list[tuple[str, str, str, bool]]
+) -> None:
     from heplab.analysis.resonances import dilepton_mass
 
     mass, flavour = dilepton_mass(events.pfcands)
     report.heading("Z -> l+l- after the detector response")
     ee, mm = mass[flavour == 11], mass[flavour == 13]
     report.figure(
-        _hist_figure([(ee, f"e+e- ({np.isfinite(ee).sum()})"), (mm, f"mu+mu- ({np.isfinite(mm).sum()})")],
-                     np.linspace(60, 120, 61), "dilepton mass [GeV]", density=False),
-        "mll", "Mass of the opposite-sign same-flavour lepton pair (pT > 20 GeV, |eta| < 2.5)", fig_dir)
+        _hist_figure(
+            [(ee, f"e+e- ({np.isfinite(ee).sum()})"), (mm, f"mu+mu- ({np.isfinite(mm).sum()})")],
+            np.linspace(60, 120, 61),
+            "dilepton mass [GeV]",
+            density=False,
+        ),
+        "mll",
+        "Mass of the opposite-sign same-flavour lepton pair (pT > 20 GeV, |eta| < 2.5)",
+        fig_dir,
+    )
     peak = histogram_peak(mass, 60, 120, 1)
     mu, sigma = _gauss_core(mass, peak, 6.0)
     eff = float(np.isfinite(mass).mean())
     met = ak.to_numpy(events.met)
     report.table(
         ["quantity", "value"],
-        [("events with a pair", f"{eff:.1%}"), ("peak [GeV]", f"{peak:.1f}"),
-         ("Gaussian core mean / sigma [GeV]", f"{mu:.2f} / {sigma:.2f}"),
-         ("median MET [GeV]", f"{np.median(met):.1f}")],
+        [
+            ("events with a pair", f"{eff:.1%}"),
+            ("peak [GeV]", f"{peak:.1f}"),
+            ("Gaussian core mean / sigma [GeV]", f"{mu:.2f} / {sigma:.2f}"),
+            ("median MET [GeV]", f"{np.median(met):.1f}"),
+        ],
     )
-    report.results["zll"] = {"pair_fraction": eff, "peak": peak, "core_mean": mu, "core_sigma": sigma,
-                             "met_median": float(np.median(met))}
+    report.results["zll"] = {
+        "pair_fraction": eff,
+        "peak": peak,
+        "core_mean": mu,
+        "core_sigma": sigma,
+        "met_median": float(np.median(met)),
+    }
     _check(checks, "Z -> ll mass peak [GeV]", peak, "{:.1f}", "91 +- 3", lambda v: abs(v - 91) <= 3)
 
 
-def _tracker_section(report: Any, events: ak.Array, config: dict[str, Any], fig_dir: Path,
-                     checks: list[tuple[str, str, str, bool]]) -> None:
+def _tracker_section(
+    report: Any,
+    events: ak.Array,
+    config: dict[str, Any],
+    fig_dir: Path,
+    checks: list[tuple[str, str, str, bool]],
+) -> None:
     from heplab.detector import load_card
 
     card = load_card(config["detector"])
@@ -330,7 +431,9 @@ def _tracker_section(report: Any, events: ak.Array, config: dict[str, Any], fig_
     reco_pt = ak.to_numpy(ak.fill_none(np.hypot(lead.px, lead.py), np.nan))
     ok = ak.to_numpy(has) & np.isfinite(reco_pt)
     response = reco_pt[ok] / true_pt[ok] - 1.0
-    expected = float(np.sqrt(np.mean(np.asarray(card.tracker.pt_resolution(true_pt[ok], true_eta[ok])) ** 2)))
+    expected = float(
+        np.sqrt(np.mean(np.asarray(card.tracker.pt_resolution(true_pt[ok], true_eta[ok])) ** 2))
+    )
     measured = float(np.std(response))
     err = measured / math.sqrt(2 * max(len(response) - 1, 1))
     report.heading("Tracker: charged-pion gun (E = 50 GeV, |eta| < 1)")
@@ -342,20 +445,44 @@ def _tracker_section(report: Any, events: ak.Array, config: dict[str, Any], fig_
     counts, edges = np.histogram(response, bins=np.linspace(-lim, lim, 51))
     mplhep.histplot(counts, edges, ax=ax, label="pT(reco) / pT(true) - 1")
     x = np.linspace(-lim, lim, 200)
-    ax.plot(x, len(response) * (edges[1] - edges[0]) * np.exp(-0.5 * (x / expected) ** 2)
-            / (expected * math.sqrt(2 * math.pi)), label=f"card formula, sigma = {expected:.4f}")
+    ax.plot(
+        x,
+        len(response)
+        * (edges[1] - edges[0])
+        * np.exp(-0.5 * (x / expected) ** 2)
+        / (expected * math.sqrt(2 * math.pi)),
+        label=f"card formula, sigma = {expected:.4f}",
+    )
     ax.set_xlabel("relative pT residual")
     ax.legend()
-    report.figure(fig, "tracker_resolution", "Track pT residuals against the card's resolution formula", fig_dir)
-    report.table(["quantity", "value"], [
-        ("tracking efficiency", f"{np.mean(ak.to_numpy(has)):.1%}"),
-        ("measured sigma(pT)/pT", f"{measured:.4f} +- {err:.4f}"),
-        ("card formula", f"{expected:.4f}"),
-    ])
-    report.results["tracker"] = {"measured": measured, "error": err, "expected": expected,
-                                 "efficiency": float(np.mean(ak.to_numpy(has)))}
-    _check(checks, "tracker sigma(pT)/pT vs card formula", measured / expected, "ratio {:.3f}",
-           "1 within 5 sigma (stat.)", lambda v: abs(v - 1) < 5 * err / expected)
+    report.figure(
+        fig,
+        "tracker_resolution",
+        "Track pT residuals against the card's resolution formula",
+        fig_dir,
+    )
+    report.table(
+        ["quantity", "value"],
+        [
+            ("tracking efficiency", f"{np.mean(ak.to_numpy(has)):.1%}"),
+            ("measured sigma(pT)/pT", f"{measured:.4f} +- {err:.4f}"),
+            ("card formula", f"{expected:.4f}"),
+        ],
+    )
+    report.results["tracker"] = {
+        "measured": measured,
+        "error": err,
+        "expected": expected,
+        "efficiency": float(np.mean(ak.to_numpy(has))),
+    }
+    _check(
+        checks,
+        "tracker sigma(pT)/pT vs card formula",
+        measured / expected,
+        "ratio {:.3f}",
+        "1 within 5 sigma (stat.)",
+        lambda v: abs(v - 1) < 5 * err / expected,
+    )
 
 
 def _timing_section(report: Any, timings: dict[str, dict[str, float]]) -> None:
@@ -365,14 +492,28 @@ def _timing_section(report: Any, timings: dict[str, dict[str, float]]) -> None:
         n = t.get("events", 0.0)
         pythia = t.get("pythia_s", 0.0) + t.get("pileup_generation_s", 0.0)
         rest = t.get("detector_s", 0.0) + t.get("io_s", 0.0) + t.get("cluster_s", 0.0)
-        rows.append((
-            name, int(n), f"{n / max(t['wall_s'], 1e-9):.0f}",
-            f"{1e3 * pythia / max(n, 1):.2f}", f"{1e3 * t.get('detector_s', 0.0) / max(n, 1):.2f}",
-            f"{1e3 * t.get('cluster_s', 0.0) / max(n, 1):.2f}", f"{1e3 * t.get('io_s', 0.0) / max(n, 1):.2f}",
-            f"{rest / max(pythia, 1e-9):.1%}",
-        ))
+        rows.append(
+            (
+                name,
+                int(n),
+                f"{n / max(t['wall_s'], 1e-9):.0f}",
+                f"{1e3 * pythia / max(n, 1):.2f}",
+                f"{1e3 * t.get('detector_s', 0.0) / max(n, 1):.2f}",
+                f"{1e3 * t.get('cluster_s', 0.0) / max(n, 1):.2f}",
+                f"{1e3 * t.get('io_s', 0.0) / max(n, 1):.2f}",
+                f"{rest / max(pythia, 1e-9):.1%}",
+            )
+        )
     report.table(
-        ["sample", "events", "events/s (wall)", "Pythia ms/ev", "detector ms/ev", "jets ms/ev",
-         "I/O ms/ev", "(detector+jets+I/O) / Pythia"],
+        [
+            "sample",
+            "events",
+            "events/s (wall)",
+            "Pythia ms/ev",
+            "detector ms/ev",
+            "jets ms/ev",
+            "I/O ms/ev",
+            "(detector+jets+I/O) / Pythia",
+        ],
         rows,
     )

@@ -108,7 +108,9 @@ def _client(workers: int, scheduler: str | None, stack: ExitStack) -> Any:
         try:
             return stack.enter_context(Client(scheduler, timeout="30s"))
         except (OSError, TimeoutError) as exc:
-            raise HeplabError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
+            raise HeplabError(
+                f"cannot connect to the Dask scheduler at {scheduler}: {exc}"
+            ) from exc
     cluster = stack.enter_context(
         LocalCluster(
             n_workers=workers,
@@ -187,7 +189,13 @@ def run_chunks(
 
             client = _client(workers, scheduler, stack)
             futures = [
-                client.submit(task, *task_args(i), pure=False, retries=2, key=f"chunk-{i}-{manifest.config_hash}")
+                client.submit(
+                    task,
+                    *task_args(i),
+                    pure=False,
+                    retries=2,
+                    key=f"chunk-{i}-{manifest.config_hash}",
+                )
                 for i in pending
             ]
             try:
@@ -196,7 +204,5 @@ def run_chunks(
             except BaseException:
                 client.cancel(futures)
                 raise
-    log.info(
-        "%s: %d chunks in %.1f s", out_dir, len(pending), time.perf_counter() - start
-    )
+    log.info("%s: %d chunks in %.1f s", out_dir, len(pending), time.perf_counter() - start)
     return manifest

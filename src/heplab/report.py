@@ -94,7 +94,8 @@ class Report:
                 header, rows = value
                 out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
                 out += [
-                    "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
+                    "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>"
+                    for row in rows
                 ]
                 out.append("</table>")
             elif kind == "figure":

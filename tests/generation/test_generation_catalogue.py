@@ -8,9 +8,25 @@ from heplab.errors import ConfigError
 from heplab.generation.catalogue import get_process, list_processes, load_entry
 
 REQUIRED = [
-    "ttbar-boosted", "ttbar", "qcd-dijet", "w-qq", "z-qq", "z-nunu-jet", "z-ll", "h-bb",
-    "h-gamgam", "z-jets", "wprime-xy", "tth", "thq", "minbias", "gun", "ee-z", "ee-zh",
-    "ee-ww", "ee-ttbar",
+    "ttbar-boosted",
+    "ttbar",
+    "qcd-dijet",
+    "w-qq",
+    "z-qq",
+    "z-nunu-jet",
+    "z-ll",
+    "h-bb",
+    "h-gamgam",
+    "z-jets",
+    "wprime-xy",
+    "tth",
+    "thq",
+    "minbias",
+    "gun",
+    "ee-z",
+    "ee-zh",
+    "ee-ww",
+    "ee-ttbar",
 ]
 
 
@@ -37,15 +53,16 @@ def test_parameters_render_into_pythia_settings() -> None:
     assert "HardQCD:all = on" in settings
     wp = get_process("wprime-xy")
     s = wp.pythia_settings(wp.resolve_params({"m_x": "400", "m_y": "80"}))
-    assert "37:m0 = 400" in s and "35:m0 = 80" in s
+    assert "37:m0 = 400" in s
+    assert "35:m0 = 80" in s
 
 
 def test_unknown_process_and_parameter_are_clear_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown process 'tbar'.*did you mean"):
+    with pytest.raises(ConfigError, match=r"unknown process 'tbar'.*did you mean"):
         get_process("tbar")
     with pytest.raises(ConfigError, match="no parameter 'mass'"):
         get_process("z-ll").resolve_params({"mass": 3})
-    with pytest.raises(ConfigError, match="not a int"):
+    with pytest.raises(ConfigError, match="not a valid int value"):
         get_process("z-ll").resolve_params({"mhat_min": "sixty"})
 
 

@@ -35,15 +35,33 @@ def test_chunk_seeds_are_distinct_and_reproducible() -> None:
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_events(tmp_path: Path) -> None:
-    args = ["z-ll", "--events", "400", "--chunk-size", "100", "--workers", "0",
-            "--detector", "none", "--seed", "5", "--no-progress"]
+    args = [
+        "z-ll",
+        "--events",
+        "400",
+        "--chunk-size",
+        "100",
+        "--workers",
+        "0",
+        "--detector",
+        "none",
+        "--seed",
+        "5",
+        "--no-progress",
+    ]
     full = tmp_path / "full"
-    subprocess.run([sys.executable, "-m", "heplab", "generate", *args, "--out", str(full)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "heplab", "generate", *args, "--out", str(full)],
+        check=True,
+        capture_output=True,
+    )
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "heplab", "generate", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "heplab", "generate", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "chunk-000001.parquet").exists():
         time.sleep(0.05)
@@ -52,8 +70,12 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_events(tmp_path: Path) 
     partial = read_manifest(killed)
     assert 1 <= len(partial.chunks) < 4, "the kill should land mid-run"
 
-    done = subprocess.run([sys.executable, "-m", "heplab", "generate", *args, "--out", str(killed)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "heplab", "generate", *args, "--out", str(killed)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "400 events" in done.stdout
     a, b = _read_run(full), _read_run(killed)
     assert len(a) == len(b) == 400
@@ -71,14 +93,19 @@ def test_dask_workers_make_the_same_events_as_in_process(tmp_path: Path) -> None
     a, b = _read_run(tmp_path / "sync"), _read_run(tmp_path / "dask")
     assert ak.array_equal(a.particles, b.particles)
     m = read_manifest(tmp_path / "dask")
-    assert m.complete and m.total_events == 200
+    assert m.complete
+    assert m.total_events == 200
     assert len({c.seed for c in m.chunks.values()}) == 4
 
 
 def test_other_configuration_is_refused_and_force_replaces(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    produce(build_config("z-ll", events=20, chunk_size=10, seed=1, detector="none"), out,
-            workers=0, progress=False)
+    produce(
+        build_config("z-ll", events=20, chunk_size=10, seed=1, detector="none"),
+        out,
+        workers=0,
+        progress=False,
+    )
     other = build_config("z-ll", events=20, chunk_size=10, seed=2, detector="none")
     with pytest.raises(OutputExistsError, match=r"differs in: seed.*--force"):
         produce(other, out, workers=0, progress=False)
@@ -114,7 +141,8 @@ def test_impossible_settings_are_refused() -> None:
 def test_lhe_file_is_showered_in_chunks(tmp_path: Path, shared_data: Path) -> None:
     lhe = shared_data / "pylhe-testfile-pythia-6.413-ttbar.lhe"
     cfg = build_config(None, events=None, lhe=lhe, chunk_size=30, detector="none")
-    assert cfg["events"] == 100 and cfg["beams"] == "pp"
+    assert cfg["events"] == 100
+    assert cfg["beams"] == "pp"
     m = produce(cfg, tmp_path / "lhe", workers=0, progress=False)
     assert [m.chunks[i].events for i in range(4)] == [30, 30, 30, 10]
     ev = _read_run(tmp_path / "lhe")

@@ -60,7 +60,8 @@ def test_top_decay_tree(ttbar: ak.Array) -> None:
             w = next(i for i, q in enumerate(ev) if q["mother"] == t and abs(q["pid"]) == 24)
             wd = [q for q in ev if q["mother"] == w]
             # all-hadronic sample: W -> q q'
-            assert len(wd) == 2 and all(1 <= abs(q["pid"]) <= 5 for q in wd)
+            assert len(wd) == 2
+            assert all(1 <= abs(q["pid"]) <= 5 for q in wd)
             # the W daughters rebuild the W, the W and b the top (Breit-Wigner tails allowed)
             w_masses.append(_mass(wd))
             top_masses.append(_mass([ev[t]]))
@@ -88,16 +89,29 @@ def test_ee_events_have_no_underlying_event() -> None:
 
 
 def test_gun_makes_the_requested_particles() -> None:
-    params = {"pid": 22, "energy": 10.0, "energy_max": 100.0, "spectrum": "logflat",
-              "eta_min": -1.0, "eta_max": 1.0, "phi_min": -3.14, "phi_max": 3.14, "n_particles": 2}
+    params = {
+        "pid": 22,
+        "energy": 10.0,
+        "energy_max": 100.0,
+        "spectrum": "logflat",
+        "eta_min": -1.0,
+        "eta_max": 1.0,
+        "phi_min": -3.14,
+        "phi_max": 3.14,
+        "n_particles": 2,
+    }
     ev = generate_gun(params, 200, seed=5)
     e = ak.to_numpy(ak.flatten(ev.partons.energy))
-    assert e.min() >= 10 and e.max() <= 100
+    assert e.min() >= 10
+    assert e.max() <= 100
     # log-flat: as many below sqrt(10*100) as above
     assert 0.4 < np.mean(e < np.sqrt(1000)) < 0.6
     assert ak.all(ak.num(ev.particles) == 2)
-    np.testing.assert_allclose(ak.to_numpy(ak.sum(ev.particles.energy, axis=1)),
-                               ak.to_numpy(ak.sum(ev.partons.energy, axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.sum(ev.particles.energy, axis=1)),
+        ak.to_numpy(ak.sum(ev.partons.energy, axis=1)),
+        rtol=1e-5,
+    )
     with pytest.raises(ConfigError, match="coloured"):
         generate_gun({**params, "pid": 21}, 1, seed=1)
     with pytest.raises(ConfigError, match="unknown"):

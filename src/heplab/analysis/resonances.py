@@ -38,7 +38,11 @@ def dilepton_mass(
         },
         with_name="Momentum4D",
     )
-    sel = np.isin(np.abs(lep.pid), flavours) & (lep.pt > ptmin) & (np.abs(lep.eta) < eta_max)
+    apid = np.abs(lep.pid)
+    is_lepton = apid == flavours[0]
+    for f in flavours[1:]:
+        is_lepton = is_lepton | (apid == f)
+    sel = is_lepton & (lep.pt > ptmin) & (np.abs(lep.eta) < eta_max)
     lep = lep[sel]
     a, b = ak.unzip(ak.combinations(lep, 2))
     ossf = a.pid == -b.pid

@@ -87,7 +87,7 @@ class Parameter:
                 return float(text)
         except ValueError as exc:
             raise ConfigError(
-                f"parameter {self.name}: {text!r} is not a {type(default).__name__}"
+                f"parameter {self.name}: {text!r} is not a valid {type(default).__name__} value"
             ) from exc
         return text
 
@@ -160,7 +160,9 @@ def load_entry(path: str | os.PathLike[str]) -> ProcessEntry:
         raise ConfigError(f"{path}: a process entry must be a YAML mapping")
     unknown = set(data) - _KNOWN_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(_KNOWN_KEYS)})")
+        raise ConfigError(
+            f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(_KNOWN_KEYS)})"
+        )
     for key in ("name", "description", "beams"):
         if key not in data:
             raise ConfigError(f"{path}: missing key {key!r}")
@@ -177,9 +179,7 @@ def load_entry(path: str | os.PathLike[str]) -> ProcessEntry:
         where = f"{path}: parameter {pname!r}"
         if not isinstance(spec, dict) or "default" not in spec:
             raise ConfigError(f"{where} needs a mapping with a 'default'")
-        choices = {
-            str(k): _as_settings(v, where) for k, v in (spec.get("choices") or {}).items()
-        }
+        choices = {str(k): _as_settings(v, where) for k, v in (spec.get("choices") or {}).items()}
         params[str(pname)] = Parameter(
             name=str(pname),
             default=spec["default"],

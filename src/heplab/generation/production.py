@@ -124,7 +124,9 @@ def build_config(
     if lhe_info is not None:
         beams = "ee" if {abs(b) for b in lhe_info["beams"]} == {11} else "pp"
         if entry is not None and entry.beams != beams:
-            raise ConfigError(f"the LHE file has {beams} beams but {entry.name!r} is a {entry.beams} process")
+            raise ConfigError(
+                f"the LHE file has {beams} beams but {entry.name!r} is a {entry.beams} process"
+            )
     else:
         beams = entry.beams if entry is not None else "pp"
     if lhe_info is not None:
@@ -241,7 +243,9 @@ def generate_chunk(config: Mapping[str, Any], index: int) -> tuple[ak.Array, dic
             raise DataError(f"chunk {index}: Pythia made {len(events)} of {n} events")
     timing["pythia"] = time.perf_counter() - t0
     first = index * int(config["chunk_size"])
-    events = ak.with_field(events, np.arange(first, first + len(events), dtype=np.int64), "event_id")
+    events = ak.with_field(
+        events, np.arange(first, first + len(events), dtype=np.int64), "event_id"
+    )
 
     mu = float(config["pileup"])
     if mu > 0:
@@ -261,10 +265,11 @@ def generate_chunk(config: Mapping[str, Any], index: int) -> tuple[ak.Array, dic
         timing["pileup_overlay"] = time.perf_counter() - t0
 
     if config["detector_card"] is not None:
-        from heplab.detector import load_card, simulate
+        from heplab.detector import card_from_dict, simulate
 
         t0 = time.perf_counter()
-        card = load_card(config["detector"])
+        # the card as recorded in the configuration (a user's YAML file may change later)
+        card = card_from_dict(config["detector_card"])
         reco = simulate(events.particles, card, rng, pv_z=ak.to_numpy(events.pv_z))
         for name in reco.fields:
             events = ak.with_field(events, reco[name], name)

@@ -69,7 +69,13 @@ def make_pythia(settings: Sequence[str], seed: int) -> Any:
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for s in [*_QUIET, *_STABLE, *settings, "Random:setSeed = on", f"Random:seed = {_pythia_seed(seed)}"]:
+    for s in [
+        *_QUIET,
+        *_STABLE,
+        *settings,
+        "Random:setSeed = on",
+        f"Random:seed = {_pythia_seed(seed)}",
+    ]:
         if not pythia.readString(s):
             raise ConfigError(f"Pythia 8 does not accept the setting {s!r}")
     if not pythia.init():
@@ -368,7 +374,16 @@ def generate_gun(params: Mapping[str, Any], n_events: int, seed: int) -> ak.Arra
             part = event[k]
             if part.isFinal():
                 rows.append(
-                    (part.px(), part.py(), part.pz(), part.e(), part.id(), part.xProd(), part.yProd(), part.zProd())
+                    (
+                        part.px(),
+                        part.py(),
+                        part.pz(),
+                        part.e(),
+                        part.id(),
+                        part.xProd(),
+                        part.yProd(),
+                        part.zProd(),
+                    )
                 )
         counts[i] = len(rows) - before
     arr = np.array(rows, dtype=np.float64).reshape(-1, 8)
