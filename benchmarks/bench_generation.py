@@ -46,11 +46,12 @@ def main() -> None:
     ap.add_argument("--skip-dask", action="store_true")
     args = ap.parse_args()
 
+    from heplab.reconstruction.jets.cluster import cluster_events
+
     from heplab.detector import load_card, simulate
     from heplab.events.parquet import write_parquet_chunk
     from heplab.generation.production import build_config, chunk_seeds, produce
     from heplab.generation.pythia import _ChargeTable, extract_events, make_pythia
-    from heplab.reconstruction.jets.cluster import cluster_events
 
     n = args.events
     cfg = build_config(args.process, events=n, chunk_size=n, detector="atlas")
@@ -68,7 +69,9 @@ def main() -> None:
     charge = _ChargeTable(pythia.particleData)
     rng = np.random.default_rng(1)
     card = load_card("atlas")
-    t: dict[str, float] = dict.fromkeys(("pythia", "extract", "detector", "io", "jets", "jets_io"), 0.0)
+    t: dict[str, float] = dict.fromkeys(
+        ("pythia", "extract", "detector", "io", "jets", "jets_io"), 0.0
+    )
     n_jets = 0
     n_particles = 0
     n_pf = 0
@@ -127,7 +130,9 @@ def main() -> None:
         scaling = {}
         for workers in (1, 2):
             with tempfile.TemporaryDirectory() as tmp:
-                c2 = build_config(args.process, events=n, chunk_size=max(1, n // 8), detector="atlas")
+                c2 = build_config(
+                    args.process, events=n, chunk_size=max(1, n // 8), detector="atlas"
+                )
                 a = time.perf_counter()
                 produce(c2, Path(tmp) / "run", workers=workers, progress=False)
                 scaling[workers] = n / (time.perf_counter() - a)
@@ -135,8 +140,10 @@ def main() -> None:
         results["dask_speedup_2_vs_1"] = scaling[2] / scaling[1]
 
     print(f"machine: {results['machine']}")
-    print(f"{args.process}, {n} events, {results['mean_truth_particles']:.0f} truth particles "
-          f"and {results['mean_pfcands']:.0f} PF candidates per event")
+    print(
+        f"{args.process}, {n} events, {results['mean_truth_particles']:.0f} truth particles "
+        f"and {results['mean_pfcands']:.0f} PF candidates per event"
+    )
     print(f"{'stage':<28}{'ms/event':>10}")
     print(f"{'bare Pythia (next loop)':<28}{1e3 * t_bare / n:>10.2f}")
     for k, v in t.items():
@@ -145,8 +152,10 @@ def main() -> None:
     print(f"chain vs bare Pythia: {overhead:+.1%}; detector+jets+I/O alone: {added:.1%} of Pythia")
     if "dask_events_per_s" in results:
         s = results["dask_events_per_s"]
-        print(f"heplab generate on Dask: 1 worker {s[1]:.1f} ev/s, 2 workers {s[2]:.1f} ev/s "  # type: ignore[index]
-              f"(x{results['dask_speedup_2_vs_1']:.2f})")
+        print(
+            f"heplab generate on Dask: 1 worker {s[1]:.1f} ev/s, 2 workers {s[2]:.1f} ev/s "  # type: ignore[index]
+            f"(x{results['dask_speedup_2_vs_1']:.2f})"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 

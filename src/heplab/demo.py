@@ -85,7 +85,7 @@ def _prepare(out: Path, settings: dict[str, Any], force: bool) -> None:
 def run_demo(
     out: str | os.PathLike[str] = "heplab-demo",
     *,
-    events: int = 1500,
+    events: int = 3000,
     workers: int = 2,
     seed: int = 1,
     force: bool = False,
@@ -235,7 +235,7 @@ def _hist_figure(
         mplhep.histplot(counts, edges, ax=ax, label=label, density=density)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("normalised" if density else "entries")
-    ax.legend()
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -454,7 +454,7 @@ def _tracker_section(
         label=f"card formula, sigma = {expected:.4f}",
     )
     ax.set_xlabel("relative pT residual")
-    ax.legend()
+    ax.legend(loc="best", fontsize="small")
     report.figure(
         fig,
         "tracker_resolution",
