@@ -286,7 +286,7 @@ def convert(source: Path, target: Path, fmt: str | None, root_style: str, force:
     "--events",
     "-n",
     type=int,
-    default=1500,
+    default=3000,
     show_default=True,
     help="Events per process (ttbar-boosted, qcd-dijet, z-ll).",
 )
