@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 #: |PDG id| of the particles kept, with their decay trees, in ``partons``: t, Z, W, H, Z',
 #: W', H0, A0, H+, and tau leptons (as leaves, never expanded).
 RESONANCE_IDS = np.array([6, 23, 24, 25, 32, 34, 35, 36, 37])
+_RES_LUT = np.isin(np.arange(RESONANCE_IDS.max() + 1), RESONANCE_IDS)
 
 _QUIET = [
     "Print:quiet = on",
@@ -114,42 +115,70 @@ def _follow_copies(start: np.ndarray, next_copy: np.ndarray, is_copied: np.ndarr
     raise DataError("Pythia event record: a particle's copy chain does not end")
 
 
-def _hard_truth(prt: ak.Array) -> ak.Array:
+def _flat_record(prt: ak.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-event counts and flat numpy columns of Pythia's event records (no copies of
+    fields that are not needed; behaviours stripped so that no ``vector`` dispatch runs)."""
+    raw = ak.without_parameters(prt)
+    counts = ak.to_numpy(ak.num(raw))
+    flat = ak.flatten(raw)
+    cols = {k: ak.to_numpy(flat[k]) for k in ("id", "status", "mother1", "daughter1", "daughter2")}
+    for k in ("px", "py", "pz", "e"):
+        cols[k] = ak.to_numpy(flat["p", k])
+    for k in ("px", "py", "pz"):
+        # production vertices are optional (None at the origin): a masked array, filled
+        cols["v" + k[1]] = np.ma.filled(ak.to_numpy(flat["vProd", k]), 0.0)
+    return counts, cols
+
+
+def _hard_truth(counts: np.ndarray, cols: Mapping[str, np.ndarray]) -> ak.Array:
     """The ``partons`` list of every event: hard outgoing partons and resonance decay trees."""
-    counts = ak.to_numpy(ak.num(prt))
     n_events = len(counts)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     event_of = np.repeat(np.arange(n_events), counts)
-    flat = ak.flatten(prt)
-    pid = ak.to_numpy(flat.id).astype(np.int64)
-    status = ak.to_numpy(flat.status)
-    m1 = ak.to_numpy(flat.mother1).astype(np.int64) + offsets[event_of]
-    d1 = ak.to_numpy(flat.daughter1).astype(np.int64)
-    d2 = ak.to_numpy(flat.daughter2).astype(np.int64)
-    has_d = d1 > 0
-    d1g = np.where(has_d, d1 + offsets[event_of], 0)
-    d2g = np.where(d2 > 0, d2 + offsets[event_of], d1g)
-    d2g = np.maximum(d2g, d1g)
-    p = flat.p
-    mom = np.stack([ak.to_numpy(p.px), ak.to_numpy(p.py), ak.to_numpy(p.pz), ak.to_numpy(p.e)], 1)
+    pid = cols["id"]
+    status = cols["status"]
+    d1, d2 = cols["daughter1"], cols["daughter2"]
 
-    # a particle continues as a later copy of itself when one of its daughters has its id
-    # (a recoil copy, or a resonance that radiated in the shower: t -> t g)
-    next_copy = np.where(pid[d1g] == pid, d1g, d2g)
-    is_copied = has_d & (pid[next_copy] == pid)
+    def daughters(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global index range [first, last] of the daughters of entries ``idx``."""
+        off = offsets[event_of[idx]]
+        first = np.where(d1[idx] > 0, d1[idx] + off, 0)
+        last = np.maximum(np.where(d2[idx] > 0, d2[idx] + off, first), first)
+        return first, last
+
+    # only resonances (t, W, Z, H, ...) are followed through their copies: a particle
+    # continues as a later copy of itself when one of its daughters has its id (a recoil
+    # copy, or a resonance that radiated in the shower: t -> t g)
     apid = np.abs(pid)
-    is_res = np.isin(apid, RESONANCE_IDS)
-    decayed_res = is_res & has_d & ~is_copied
-    local = np.arange(len(pid)) - offsets[event_of]
+    is_res = np.zeros(len(pid), dtype=bool)
+    small = apid <= RESONANCE_IDS.max()
+    is_res[small] = _RES_LUT[apid[small]]
+    res_all = np.flatnonzero(is_res & (d1 > 0))
+    first, last = daughters(res_all)
+    next_copy = np.zeros(len(pid), dtype=np.int64)
+    nc = np.where(pid[first] == pid[res_all], first, last)
+    next_copy[res_all] = nc
+    is_copied = np.zeros(len(pid), dtype=bool)
+    is_copied[res_all] = pid[nc] == pid[res_all]
+    decayed_res = np.zeros(len(pid), dtype=bool)
+    decayed_res[res_all[~is_copied[res_all]]] = True
 
-    # hard outgoing non-resonance partons of the hardest process (mother = first incoming)
-    hard_out = (np.abs(status) == 23) & (m1 - offsets[event_of] == 3) & ~is_res & (local < 12)
+    # hard outgoing non-resonance partons of the hardest process (mother = first incoming),
+    # all among the first entries of the record
+    head = (offsets[:-1, None] + np.arange(12)[None, :])[np.arange(12)[None, :] < counts[:, None]]
+    hard_out = np.zeros(len(pid), dtype=bool)
+    hard_out[head] = (
+        (np.abs(status[head]) == 23)
+        & (cols["mother1"][head] == 3)
+        & ~is_res[head]
+    )
 
     # decay products of each decayed resonance (last copy)
     res_idx = np.flatnonzero(decayed_res)
-    n_prod = d2g[res_idx] - d1g[res_idx] + 1
+    first, last = daughters(res_idx)
+    n_prod = last - first + 1
     prod_parent = np.repeat(res_idx, n_prod)
-    prod_idx = np.repeat(d1g[res_idx], n_prod) + (
+    prod_idx = np.repeat(first, n_prod) + (
         np.arange(n_prod.sum()) - np.repeat(np.cumsum(n_prod) - n_prod, n_prod)
     )
     prod_last = _follow_copies(prod_idx, next_copy, is_copied)
@@ -174,10 +203,10 @@ def _hard_truth(prt: ak.Array) -> ak.Array:
     counts_sel = np.bincount(sel_event, minlength=n_events)
     rec = ak.zip(
         {
-            "px": mom[sel, 0].astype(np.float32),
-            "py": mom[sel, 1].astype(np.float32),
-            "pz": mom[sel, 2].astype(np.float32),
-            "energy": mom[sel, 3].astype(np.float32),
+            "px": cols["px"][sel].astype(np.float32),
+            "py": cols["py"][sel].astype(np.float32),
+            "pz": cols["pz"][sel].astype(np.float32),
+            "energy": cols["e"][sel].astype(np.float32),
             "pid": pid[sel].astype(np.int32),
             "status": status[sel].astype(np.int32),
             "mother": mother.astype(np.int32),
@@ -193,34 +222,30 @@ def extract_events(
     beamspot_sigma_z: float,
 ) -> ak.Array:
     """Turn a ``nextBatch`` result into heplab event records (see :mod:`heplab.events.schema`)."""
-    prt = batch.prt
-    n = len(prt)
+    counts_all, cols = _flat_record(batch.prt)
+    n = len(counts_all)
     pv_z = (rng.normal(0.0, beamspot_sigma_z, n) if beamspot_sigma_z > 0 else np.zeros(n)).astype(
         np.float32
     )
-    final = prt[prt.status > 0]
-    counts = ak.to_numpy(ak.num(final))
-    flat = ak.flatten(final)
-    pid = ak.to_numpy(flat.id).astype(np.int32)
-    vprod = flat.vProd
-    vx = ak.to_numpy(ak.fill_none(vprod.px, 0.0))
-    vy = ak.to_numpy(ak.fill_none(vprod.py, 0.0))
-    vz = ak.to_numpy(ak.fill_none(vprod.pz, 0.0)) + np.repeat(pv_z, counts)
+    final = cols["status"] > 0
+    event_of = np.repeat(np.arange(n), counts_all)
+    counts = np.bincount(event_of[final], minlength=n)
+    pid = cols["id"][final].astype(np.int32)
     particles = ak.zip(
         {
-            "px": ak.to_numpy(flat.p.px).astype(np.float32),
-            "py": ak.to_numpy(flat.p.py).astype(np.float32),
-            "pz": ak.to_numpy(flat.p.pz).astype(np.float32),
-            "energy": ak.to_numpy(flat.p.e).astype(np.float32),
+            "px": cols["px"][final].astype(np.float32),
+            "py": cols["py"][final].astype(np.float32),
+            "pz": cols["pz"][final].astype(np.float32),
+            "energy": cols["e"][final].astype(np.float32),
             "pid": pid,
             "charge": charge(pid),
-            "vx": vx.astype(np.float32),
-            "vy": vy.astype(np.float32),
-            "vz": vz.astype(np.float32),
+            "vx": cols["vx"][final].astype(np.float32),
+            "vy": cols["vy"][final].astype(np.float32),
+            "vz": (cols["vz"][final] + np.repeat(pv_z, counts)).astype(np.float32),
             "pileup": np.zeros(len(pid), dtype=np.int16),
         }
     )
-    info = batch.info
+    info = ak.without_parameters(batch.info)
     weights = info.weights
     weight = ak.to_numpy(ak.fill_none(ak.firsts(weights), 1.0)).astype(np.float64)
     id1 = ak.to_numpy(info.id1).astype(np.int32)
@@ -234,7 +259,7 @@ def extract_events(
             "pthat": pthat,
             "pv_z": pv_z,
             "particles": ak.unflatten(particles, counts),
-            "partons": _hard_truth(prt),
+            "partons": _hard_truth(counts_all, cols),
         },
         depth_limit=1,
     )
