@@ -88,21 +88,8 @@ def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_impossible_jet_settings(tmp_path: Path) -> None:
     run = tmp_path / "ev"
-    ok = heplab(
-        "generate",
-        "z-ll",
-        "-n",
-        "20",
-        "--chunk-size",
-        "10",
-        "--workers",
-        "0",
-        "--detector",
-        "none",
-        "--out",
-        str(run),
-        "--no-progress",
-    )
+    small = ["z-ll", "-n", "20", "--chunk-size", "10", "--workers", "0", "--detector", "none"]
+    ok = heplab("generate", *small, "--out", str(run), "--no-progress")
     assert ok.returncode == 0, ok.stderr
     res = heplab("jets", "cluster", str(run), "--out", str(tmp_path / "j"), "--R", "0")
     assert_clean_error(res, "R must be positive")
@@ -111,21 +98,6 @@ def test_impossible_jet_settings(tmp_path: Path) -> None:
     )
     assert_clean_error(res, "max-constituents")
     # a second generate with another configuration is refused, and the run survives
-    res = heplab(
-        "generate",
-        "z-ll",
-        "-n",
-        "20",
-        "--chunk-size",
-        "10",
-        "--workers",
-        "0",
-        "--detector",
-        "none",
-        "--seed",
-        "9",
-        "--out",
-        str(run),
-    )
+    res = heplab("generate", *small, "--seed", "9", "--out", str(run))
     assert_clean_error(res, "different configuration", "--force")
     assert len(list(run.glob("chunk-*.parquet"))) == 2

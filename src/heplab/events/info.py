@@ -210,7 +210,7 @@ def format_description(desc: dict[str, Any]) -> str:
         if desc.get("missing_files"):
             lines.append(f"  MISSING FILES: {', '.join(desc['missing_files'])}")
         lines.append("  config:")
-        lines += _table({k: repr(v) for k, v in desc["config"].items()}, indent="    ")
+        lines += _table({k: _short(v) for k, v in desc["config"].items()}, indent="    ")
         lines.append("  columns (first chunk):")
         lines += _table(desc["columns"], indent="    ")
     elif kind in ("parquet", "parquet_dir", "csv"):
@@ -271,3 +271,16 @@ def format_description(desc: dict[str, Any]) -> str:
                 f"    id {proc['id']:>6}: {proc['cross_section']:.6g} +- {proc['error']:.3g} pb"
             )
     return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    """``repr(value)``, abbreviated past ``limit`` characters (``--json`` shows it whole)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, dict):
+        name = f"'name': {value['name']!r}, " if "name" in value else ""
+        return f"{{{name}...}} ({len(value)} keys; --json shows all)"
+    if isinstance(value, list):
+        return f"[{len(value)} items: {text[: limit - 40]}...]"
+    return text[:limit] + "..."

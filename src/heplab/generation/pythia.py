@@ -24,6 +24,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from heplab._arrays import ranges
 from heplab.errors import ConfigError, DataError
 
 __all__ = [
@@ -167,20 +168,14 @@ def _hard_truth(counts: np.ndarray, cols: Mapping[str, np.ndarray]) -> ak.Array:
     # all among the first entries of the record
     head = (offsets[:-1, None] + np.arange(12)[None, :])[np.arange(12)[None, :] < counts[:, None]]
     hard_out = np.zeros(len(pid), dtype=bool)
-    hard_out[head] = (
-        (np.abs(status[head]) == 23)
-        & (cols["mother1"][head] == 3)
-        & ~is_res[head]
-    )
+    hard_out[head] = (np.abs(status[head]) == 23) & (cols["mother1"][head] == 3) & ~is_res[head]
 
     # decay products of each decayed resonance (last copy)
     res_idx = np.flatnonzero(decayed_res)
     first, last = daughters(res_idx)
     n_prod = last - first + 1
     prod_parent = np.repeat(res_idx, n_prod)
-    prod_idx = np.repeat(first, n_prod) + (
-        np.arange(n_prod.sum()) - np.repeat(np.cumsum(n_prod) - n_prod, n_prod)
-    )
+    prod_idx = ranges(first, n_prod)
     prod_last = _follow_copies(prod_idx, next_copy, is_copied)
     prod_is_res = decayed_res[prod_last]
     parent_of = np.full(len(pid), -1, dtype=np.int64)

@@ -16,12 +16,12 @@ import awkward as ak
 import numpy as np
 import vector
 
+from heplab._arrays import ranges
 from heplab.errors import ConfigError, DataError
 from heplab.reconstruction.jets.labels import LABELS, label_jets_flat
 from heplab.reconstruction.jets.substructure import (
     FlatJets,
     nsubjettiness_flat,
-    ranges,
     softdrop_flat,
 )
 

@@ -36,6 +36,7 @@ import awkward as ak
 import numpy as np
 import vector
 
+from heplab._arrays import ranges
 from heplab.errors import ConfigError, DataError
 
 __all__ = ["LABELS", "label_jets", "label_jets_flat"]
@@ -71,15 +72,6 @@ _CODE = {name: k for k, name in enumerate(_PRIORITY)}
 _QUARKS = (1, 2, 3, 4, 5)
 _CHARGED_LEPTONS = (11, 13, 15)
 _NEUTRINOS = (12, 14, 16)
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    shift = np.asarray(starts, dtype=np.int64) - np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
 
 
 def _delta_r(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarray) -> np.ndarray:
@@ -234,7 +226,7 @@ def _pairs(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     per_jet = counts[jet_event]
     jet = np.repeat(np.arange(len(jet_event)), per_jet)
-    item = _ranges(starts[jet_event], per_jet)
+    item = ranges(starts[jet_event], per_jet)
     return jet, item
 
 

@@ -37,6 +37,7 @@ import awkward as ak
 import numpy as np
 import vector
 
+from heplab._arrays import ranges
 from heplab.errors import ConfigError, DataError
 
 __all__ = [
@@ -164,16 +165,6 @@ class SoftDropResult:
     p4: np.ndarray
     zg: np.ndarray
     rg: np.ndarray
-
-
-def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(start, start + count)`` for every pair, without a Python loop."""
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    shift = np.asarray(starts, dtype=np.int64) - np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
