@@ -113,7 +113,7 @@ def run_demo(
         ),
     }
     timings: dict[str, dict[str, float]] = {}
-    with _cluster(workers) as scheduler:
+    with _LocalCluster(workers) as scheduler:
         for name, config in runs.items():
             t0 = time.perf_counter()
             manifest = produce(
@@ -176,7 +176,7 @@ def run_demo(
     return path
 
 
-class _cluster:
+class _LocalCluster:
     """One local Dask cluster for all the demo's steps (``workers = 0``: in-process)."""
 
     def __init__(self, workers: int) -> None:

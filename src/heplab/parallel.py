@@ -188,16 +188,9 @@ def run_chunks(
             from dask.distributed import as_completed
 
             client = _client(workers, scheduler, stack)
-            futures = [
-                client.submit(
-                    task,
-                    *task_args(i),
-                    pure=False,
-                    retries=2,
-                    key=f"chunk-{i}-{manifest.config_hash}",
-                )
-                for i in pending
-            ]
+            # default (unique) task keys: two runs of one configuration into different
+            # directories on one scheduler must never share a result
+            futures = [client.submit(task, *task_args(i), pure=False, retries=2) for i in pending]
             try:
                 for fut in as_completed(futures):
                     record(fut.result())
