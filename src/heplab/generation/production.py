@@ -127,13 +127,12 @@ def build_config(
             raise ConfigError(
                 f"the LHE file has {beams} beams but {entry.name!r} is a {entry.beams} process"
             )
-    else:
-        beams = entry.beams if entry is not None else "pp"
-    if lhe_info is not None:
         n_events = lhe_info["events"] if events is None else min(events, lhe_info["events"])
-    elif events is None:
-        raise ConfigError("--events is required")
     else:
+        assert entry is not None
+        beams = entry.beams
+        if events is None:
+            raise ConfigError("--events is required")
         n_events = events
 
     settings: list[str] = []
