@@ -237,6 +237,52 @@ def jets_cluster(
     click.echo(f"{out}: {manifest.total_rows} jets from {manifest.total_events} events")
 
 
+@jets.command("build")
+@click.argument("kind", type=click.Choice(["top", "qg", "jetclass", "flavour"]))
+@click.option("--jets", "-n", "n_jets", type=int, required=True, help="Total jets (all splits).")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(path_type=Path), help="Build directory."
+)
+@click.option(
+    "--workers", "-j", type=int, default=None, help="Local Dask workers [default: cores]."
+)
+@click.option("--scheduler", help="Address of an existing dask.distributed scheduler.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Build seed.")
+@click.option("--force", is_flag=True, help="Replace a different build already in --out.")
+@click.option("--no-progress", is_flag=True)
+def jets_build(
+    kind: str,
+    n_jets: int,
+    out: Path,
+    workers: int | None,
+    scheduler: str | None,
+    seed: int,
+    force: bool,
+    no_progress: bool,
+) -> None:
+    """Build a balanced jet-tagging dataset (train/val/test) in the published setting.
+
+    \b
+    top  top tagging, arXiv:1902.09914 (ttbar vs QCD, R = 0.8, pT 550-650 GeV)
+    qg   quark/gluon, arXiv:1810.05165 (Z + jet, R = 0.4, pT 500-550 GeV)
+    """
+    from heplab.reconstruction.jets.datasets import SPLITS, build_dataset
+
+    root = build_dataset(
+        kind,
+        n_jets,
+        out,
+        workers=_default_workers() if workers is None else workers,
+        scheduler=scheduler,
+        seed=seed,
+        force=force,
+        progress=not no_progress,
+    )
+    build = json.loads((root / "build.json").read_text())
+    sizes = ", ".join(f"{s} {build['config']['splits'][s]}" for s in SPLITS)
+    click.echo(f"{root}: {kind} jets ({sizes})")
+
+
 # ---------------------------------------------------------------------------- info / convert
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))

@@ -24,6 +24,7 @@ import numpy as np
 
 from heplab import __version__
 from heplab.errors import OutputExistsError
+from heplab.parallel import local_cluster
 
 __all__ = ["histogram_peak", "run_demo"]
 
@@ -113,7 +114,7 @@ def run_demo(
         ),
     }
     timings: dict[str, dict[str, float]] = {}
-    with _LocalCluster(workers) as scheduler:
+    with local_cluster(workers) as scheduler:
         for name, config in runs.items():
             t0 = time.perf_counter()
             manifest = produce(
@@ -174,33 +175,6 @@ def run_demo(
     n_bad = sum(not c[3] for c in checks)
     log.info("demo report: %s (%d of %d checks ok)", path, len(checks) - n_bad, len(checks))
     return path
-
-
-class _LocalCluster:
-    """One local Dask cluster for all the demo's steps (``workers = 0``: in-process)."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self._cluster: Any = None
-
-    def __enter__(self) -> str | None:
-        if self.workers == 0:
-            return None
-        from dask.distributed import LocalCluster
-
-        self._cluster = LocalCluster(
-            n_workers=self.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            host="127.0.0.1",
-        )
-        return str(self._cluster.scheduler_address)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._cluster is not None:
-            self._cluster.close()
 
 
 def _timing(manifest: Any, wall: float) -> dict[str, float]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from heplab.events.manifest import (
     write_manifest,
 )
 
-__all__ = ["prepare_run_dir", "run_chunks"]
+__all__ = ["local_cluster", "prepare_run_dir", "run_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,46 @@ def prepare_run_dir(
     return manifest
 
 
-def _client(workers: int, scheduler: str | None, stack: ExitStack) -> Any:
-    from dask.distributed import Client, LocalCluster
+def _quiet_distributed() -> None:
+    """Keep Dask's own INFO chatter (nannies starting and closing) out of the user's
+    terminal: its loggers report warnings and errors only."""
+    import distributed  # noqa: F401  (its import sets the levels we adjust)
 
+    level = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+    logging.getLogger("distributed").setLevel(level)
+
+
+def _new_local_cluster(workers: int) -> Any:
+    from dask.distributed import LocalCluster
+
+    _quiet_distributed()
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        # loopback only: nothing outside this machine can reach the workers
+        host="127.0.0.1",
+    )
+
+
+@contextmanager
+def local_cluster(workers: int, scheduler: str | None = None) -> Iterator[str | None]:
+    """The scheduler address for several runs in a row: ``scheduler`` if given, else one
+    local cluster of ``workers`` processes kept for all of them, else (``workers = 0``)
+    ``None``, which runs the chunks in this process."""
+    if scheduler or workers == 0:
+        yield scheduler
+        return
+    with _new_local_cluster(workers) as cluster:
+        yield str(cluster.scheduler_address)
+
+
+def _client(workers: int, scheduler: str | None, stack: ExitStack) -> Any:
+    from dask.distributed import Client
+
+    _quiet_distributed()
     if scheduler:
         try:
             return stack.enter_context(Client(scheduler, timeout="30s"))
@@ -111,17 +148,7 @@ def _client(workers: int, scheduler: str | None, stack: ExitStack) -> Any:
             raise HeplabError(
                 f"cannot connect to the Dask scheduler at {scheduler}: {exc}"
             ) from exc
-    cluster = stack.enter_context(
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            # loopback only: nothing outside this machine can reach the workers
-            host="127.0.0.1",
-        )
-    )
+    cluster = stack.enter_context(_new_local_cluster(workers))
     return stack.enter_context(Client(cluster))
 
 
