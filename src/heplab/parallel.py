@@ -44,8 +44,9 @@ def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 def _remove_run_files(directory: Path) -> None:
     for path in directory.glob("chunk-*.parquet"):
         path.unlink()
-    for path in directory.glob(".chunk-*.tmp"):
-        path.unlink()
+    for pattern in (".chunk-*.tmp", ".pileup-mpi-*.dat"):
+        for path in directory.glob(pattern):
+            path.unlink()
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
 
 

@@ -16,7 +16,7 @@ import pytest
 from heplab.errors import ConfigError, DataError, OutputExistsError
 from heplab.events.manifest import read_manifest
 from heplab.events.parquet import read_parquet
-from heplab.generation.production import build_config, chunk_seeds, produce
+from heplab.generation.production import build_config, chunk_seeds, generate_chunk, produce
 
 
 def _read_run(directory: Path) -> ak.Array:
@@ -156,3 +156,13 @@ def test_lhe_file_is_showered_in_chunks(tmp_path: Path, shared_data: Path) -> No
 def test_missing_lhe_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         build_config(None, events=None, lhe=tmp_path / "nope.lhe")
+
+
+def test_pileup_chunks_do_not_depend_on_who_made_the_mpi_init_file(tmp_path: Path) -> None:
+    cfg = build_config("z-ll", events=10, chunk_size=5, detector="none", pileup=5, pileup_pool=20)
+    alone, _ = generate_chunk(cfg, 1)  # makes its own initialisation in a temporary folder
+    produce(cfg, tmp_path / "run", workers=0, progress=False)
+    assert len(list((tmp_path / "run").glob(".pileup-mpi-*.dat"))) == 1
+    in_run = read_parquet(tmp_path / "run" / "chunk-000001.parquet")
+    assert ak.array_equal(alone.particles, in_run.particles, check_parameters=False)
+    assert ak.max(in_run.particles.pileup) >= 1

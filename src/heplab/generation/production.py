@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import numpy as np
 from heplab.errors import ConfigError, DataError
 from heplab.events.manifest import ChunkRecord, Manifest, chunk_filename
 from heplab.generation.catalogue import get_process
-from heplab.generation.pythia import generate_gun, generate_pythia
+from heplab.generation.pythia import generate_gun, generate_pythia, make_pythia
 from heplab.parallel import prepare_run_dir, run_chunks
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "chunk_events",
     "chunk_seeds",
     "generate_chunk",
+    "pileup_init_file",
     "produce",
 ]
 
@@ -222,8 +225,47 @@ def n_chunks(config: Mapping[str, Any]) -> int:
     return math.ceil(int(config["events"]) / int(config["chunk_size"]))
 
 
-def generate_chunk(config: Mapping[str, Any], index: int) -> tuple[ak.Array, dict[str, float]]:
-    """Make chunk ``index`` of a run: events (schema of :mod:`heplab.events.schema`) and timings."""
+def pileup_init_file(config: Mapping[str, Any], directory: str | os.PathLike[str]) -> Path:
+    """The minimum-bias MPI initialisation of a run's pile-up, made once and read by every chunk.
+
+    Initialising Pythia's multi-parton interactions for inelastic (diffractive included)
+    events takes about 8 s; Pythia can save those tables and read them back
+    (``MultipartonInteractions:reuseInit``). The file is made from the run's settings and
+    seed alone, written atomically, and every chunk reads it, so a chunk's events do not
+    depend on which process made the file.
+    """
+    from heplab.events.manifest import atomic_write_bytes, config_hash
+
+    settings = list(config["pileup_settings"])
+    path = (
+        Path(directory) / f".pileup-mpi-{config_hash({'s': settings, 'seed': config['seed']})}.dat"
+    )
+    if path.is_file():
+        return path
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        make_pythia(
+            [
+                *settings,
+                "MultipartonInteractions:reuseInit = 1",
+                f"MultipartonInteractions:initFile = {tmp}",
+            ],
+            int(config["seed"]),
+        )
+        atomic_write_bytes(path, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def generate_chunk(
+    config: Mapping[str, Any], index: int, workdir: str | os.PathLike[str] | None = None
+) -> tuple[ak.Array, dict[str, float]]:
+    """Make chunk ``index`` of a run: events (schema of :mod:`heplab.events.schema`) and timings.
+
+    ``workdir`` holds the run's shared pile-up initialisation (:func:`pileup_init_file`;
+    default: a temporary folder, made anew, which costs its initialisation time).
+    """
     n = chunk_events(config, index)
     seeds = chunk_seeds(int(config["seed"]), index)
     rng = np.random.default_rng(seeds["numpy"])
@@ -254,7 +296,18 @@ def generate_chunk(config: Mapping[str, Any], index: int) -> tuple[ak.Array, dic
         # a pool of minimum-bias events per chunk, sampled with replacement (each draw gets
         # its own vertex and a random azimuthal rotation): the experiments' pile-up library
         pool_size = min(int(config["pileup_pool"]), max(1, math.ceil(mu * n)))
-        pool = generate_pythia(config["pileup_settings"], pool_size, seeds["pileup"])
+        with ExitStack() as stack:
+            where = workdir or stack.enter_context(tempfile.TemporaryDirectory())
+            init = pileup_init_file(config, where)
+            pool = generate_pythia(
+                [
+                    *config["pileup_settings"],
+                    "MultipartonInteractions:reuseInit = 2",
+                    f"MultipartonInteractions:initFile = {init}",
+                ],
+                pool_size,
+                seeds["pileup"],
+            )
         timing["pileup_generation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         merged = overlay_pileup(
@@ -282,7 +335,7 @@ def _produce_chunk(config: Mapping[str, Any], index: int, out_dir: str) -> Chunk
     from heplab.events.parquet import write_parquet_chunk
 
     t_start = time.perf_counter()
-    events, timing = generate_chunk(config, index)
+    events, timing = generate_chunk(config, index, out_dir)
     t0 = time.perf_counter()
     name = chunk_filename(index)
     write_parquet_chunk(events, Path(out_dir) / name)
@@ -309,6 +362,9 @@ def produce(
 ) -> Manifest:
     """Produce (or finish) the run ``config`` in ``out_dir``; returns its manifest."""
     manifest = prepare_run_dir(out_dir, "events", config, n_chunks(config), force=force)
+    if float(config["pileup"]) > 0 and not manifest.complete:
+        # made here, once, before the chunks run in parallel and read it
+        pileup_init_file(config, out_dir)
     return run_chunks(
         out_dir,
         manifest,
