@@ -283,6 +283,84 @@ def jets_build(
     click.echo(f"{root}: {kind} jets ({sizes})")
 
 
+def _rej(value: float | None) -> str:
+    """A background rejection for printing (``None`` in JSON: no background passes)."""
+    return "inf" if value is None else f"{value:.1f}"
+
+
+@jets.command("train")
+@click.argument("model")
+@click.option(
+    "--data", "-d", required=True, type=click.Path(path_type=Path), help="Dataset directory."
+)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="YAML hyper-parameters."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option("--force", is_flag=True, help="Replace a different run already in --out.")
+def jets_train(
+    model: str, data: Path, out: Path, config_file: Path | None, seed: int, force: bool
+) -> None:
+    """Train the tagger MODEL (cut, bdt, ...) on DATA (train/val/test) into a run directory."""
+    from heplab.reconstruction.jets.tagging import load_config, train
+
+    run = train(model, data, out, config=load_config(config_file), seed=seed, force=force)
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    click.echo(
+        f"{run}: {model} test AUC {test['auc']:.4f}, accuracy {test['accuracy']:.3f}, "
+        f"rej30 {_rej(test['rej30'])}, rej50 {_rej(test['rej50'])}"
+    )
+
+
+@jets.command("landscape")
+@click.option(
+    "--data", "-d", required=True, type=click.Path(path_type=Path), help="Dataset directory."
+)
+@click.option("--models", "-m", required=True, help="Comma-separated tagger names (cut,bdt).")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="YAML mapping MODEL: {hyper-parameters}.",
+)
+@click.option("--repeats", type=int, default=1, show_default=True, help="Trainings per model.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First training seed.")
+@click.option("--force", is_flag=True, help="Replace a different landscape already in --out.")
+def jets_landscape(
+    data: Path,
+    models: str,
+    out: Path,
+    config_file: Path | None,
+    repeats: int,
+    seed: int,
+    force: bool,
+) -> None:
+    """Train and compare taggers on the same splits: landscape.json/.md and ROC curves."""
+    from heplab.reconstruction.jets.tagging import landscape, load_config
+
+    configs = load_config(config_file)
+    if not all(isinstance(v, dict) for v in configs.values()):
+        raise ConfigError("the landscape --config maps each model name to its settings")
+    results = landscape(
+        data,
+        models.split(","),
+        out,
+        repeats=repeats,
+        seed=seed,
+        configs=configs,
+        force=force,
+    )
+    for r in results:
+        click.echo(
+            f"{r['model']:>8}: AUC {r['auc']:.4f}  rej30 {_rej(r['rej30'])}  "
+            f"rej50 {_rej(r['rej50'])}  "
+            f"params {r['params']}"
+        )
+    click.echo(f"{out / 'landscape.md'}")
+
+
 # ---------------------------------------------------------------------------- info / convert
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
