@@ -2,7 +2,9 @@
 
 A tagger class registers itself with :func:`register_tagger`; :func:`get_tagger` makes
 one from its name and a (validated) configuration. The classical taggers (``cut``,
-``bdt``) live in :mod:`.classical`; neural taggers plug into the same registry.
+``bdt``) live in :mod:`.classical`, the neural ones (``dnn``, ``pfn``, ``efn``,
+``particlenet``, ``part``, ``transformer``) in :mod:`.neural`, all trained and compared
+through the same :mod:`heplab.reconstruction.jets.tagging` functions.
 
 >>> from heplab.reconstruction.jets.taggers import get_tagger, list_taggers
 >>> "bdt" in list_taggers()
@@ -38,7 +40,7 @@ def register_tagger(name: str) -> Callable[[T], T]:
 
 
 def _load_builtin() -> None:
-    from heplab.reconstruction.jets.taggers import classical  # noqa: F401
+    from heplab.reconstruction.jets.taggers import classical, neural  # noqa: F401
 
 
 def list_taggers() -> list[str]:

@@ -1,0 +1,301 @@
+"""The networks of the neural jet taggers (plain PyTorch; small CPU defaults).
+
+Each network returns logits ``(batch,)`` for ``n_out = 1`` (binary) or ``(batch, n_out)``
+and names the batch tensors of :mod:`heplab.ml.data` it takes in ``input_names``
+(``x`` standardised particle features, ``v`` 4-vectors (px, py, pz, E) [GeV], ``coords``
+raw (deta, dphi), ``mask`` real particles, ``hl`` standardised high-level features).
+
+- :class:`DNN`: MLP on the high-level features.
+- :class:`DeepSets`: Particle / Energy Flow Networks (Komiske, Metodiev, Thaler,
+  arXiv:1810.05165). PFN: ``F(sum_i Phi(x_i))`` over real particles. EFN:
+  ``F(sum_i z_i Phi(deta_i, dphi_i))`` with ``z_i = pT_i / sum_j pT_j``: only angles enter
+  Phi and the sum is energy-weighted, so the output is IRC safe (a zero-pT particle adds
+  nothing; a collinear split keeps the angles and the summed z).
+- :class:`ParticleNet` (Qu, Gouskos, arXiv:1902.08570): EdgeConv blocks on dynamic k-NN
+  graphs (first graph in (deta, dphi), then in the previous block's features), edge MLP on
+  ``(h_i, h_j - h_i)``, mean over the k neighbours, shortcut, global average pooling over
+  real particles, FC head. :func:`knn` uses ``torch.cdist`` + ``topk`` (padded particles and
+  the particle itself pushed to infinite distance; neighbours that are still padding or self
+  -- jets with fewer than k + 1 particles -- are flagged invalid and left out of the mean).
+  No BatchNorm (its statistics would see the padding); LayerNorm-free, ReLU.
+- :class:`ParticleTransformer` (Qu, Li, Qian, arXiv:2202.03772): particle embedding,
+  particle-attention blocks whose attention logits get a per-head bias embedded from the
+  pairwise features ``ln kT, ln z, ln dR, ln m^2`` (:func:`pair_features`), then
+  class-attention blocks with a class token, LayerNorm and a linear head. With
+  ``pair_bias=False`` it is a plain transformer (the ``transformer`` tagger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+__all__ = [
+    "DNN",
+    "DeepSets",
+    "ParticleNet",
+    "ParticleTransformer",
+    "knn",
+    "mlp",
+    "pair_features",
+]
+
+_BIG = 1.0e9
+
+
+def mlp(sizes: Sequence[int], *, dropout: float = 0.0, last_act: bool = True) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ReLU (and dropout) between."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or last_act:
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def _head(n_in: int, hidden: Sequence[int], n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        mlp([n_in, *hidden], dropout=dropout), nn.Linear(([n_in, *hidden])[-1], n_out)
+    )
+
+
+def _out(logits: torch.Tensor) -> torch.Tensor:
+    return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
+
+
+class DNN(nn.Module):
+    """MLP on the high-level jet features."""
+
+    input_names: ClassVar[tuple[str, ...]] = ("hl",)
+
+    def __init__(
+        self, n_in: int, hidden: Sequence[int] = (64, 64), dropout: float = 0.1, n_out: int = 1
+    ) -> None:
+        super().__init__()
+        self.net = _head(n_in, hidden, n_out, dropout)
+
+    def forward(self, hl: torch.Tensor) -> torch.Tensor:
+        return _out(self.net(hl))
+
+
+class DeepSets(nn.Module):
+    """PFN (``energy_flow=False``) or EFN (``True``) of arXiv:1810.05165."""
+
+    def __init__(
+        self,
+        n_in: int,
+        phi: Sequence[int] = (64, 64, 64),
+        f: Sequence[int] = (64, 64),
+        *,
+        energy_flow: bool = False,
+        dropout: float = 0.0,
+        n_out: int = 1,
+    ) -> None:
+        super().__init__()
+        self.energy_flow = energy_flow
+        self.input_names = ("coords", "v", "mask") if energy_flow else ("x", "mask")
+        self.phi = mlp([2 if energy_flow else n_in, *phi])
+        self.f = _head(phi[-1], f, n_out, dropout)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.energy_flow:
+            coords, v, mask = inputs
+            pt = torch.hypot(v[..., 0], v[..., 1]) * mask
+            z = pt / pt.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            latent = (z.unsqueeze(-1) * self.phi(coords)).sum(dim=1)
+        else:
+            x, mask = inputs
+            latent = (self.phi(x) * mask.unsqueeze(-1)).sum(dim=1)
+        return _out(self.f(latent))
+
+
+def knn(points: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(B, P, k)`` of each particle's k nearest real neighbours and their
+    validity (False for padding or self, which only occur when a jet has <= k particles)."""
+    n = points.shape[1]
+    k_eff = min(k, n)
+    dist = torch.cdist(points, points)
+    far = (~mask).unsqueeze(1) | torch.eye(n, dtype=torch.bool, device=points.device)
+    dist = dist.masked_fill(far, _BIG)
+    idx = dist.topk(k_eff, dim=-1, largest=False).indices
+    self_idx = torch.arange(n, device=points.device).view(1, n, 1)
+    valid = torch.gather(mask.unsqueeze(1).expand(-1, n, -1), 2, idx) & (idx != self_idx)
+    if k_eff < k:  # fewer particles than k: pad with invalid neighbours
+        pad = k - k_eff
+        idx = torch.cat([idx, idx[..., :1].expand(-1, -1, pad)], dim=-1)
+        valid = torch.cat([valid, torch.zeros_like(valid[..., :1]).expand(-1, -1, pad)], -1)
+    return idx, valid
+
+
+class EdgeConv(nn.Module):
+    """One EdgeConv block: edge MLP on ``(h_i, h_j - h_i)``, mean over valid neighbours."""
+
+    def __init__(self, n_in: int, channels: Sequence[int], k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.edge = mlp([2 * n_in, *channels])
+        self.shortcut = nn.Linear(n_in, channels[-1])
+
+    def forward(self, points: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        idx, valid = knn(points, mask, self.k)
+        b, n, _k = idx.shape
+        c = h.shape[-1]
+        hj = torch.gather(
+            h.unsqueeze(1).expand(b, n, n, c), 2, idx.unsqueeze(-1).expand(-1, -1, -1, c)
+        )
+        hi = h.unsqueeze(2).expand_as(hj)
+        e = self.edge(torch.cat([hi, hj - hi], dim=-1)) * valid.unsqueeze(-1)
+        agg = e.sum(dim=2) / valid.sum(dim=2, keepdim=True).clamp_min(1)
+        return torch.relu(agg + self.shortcut(h)) * mask.unsqueeze(-1)
+
+
+class ParticleNet(nn.Module):
+    """EdgeConv blocks on dynamic k-NN graphs + global average pooling (arXiv:1902.08570)."""
+
+    input_names: ClassVar[tuple[str, ...]] = ("x", "coords", "mask")
+
+    def __init__(
+        self,
+        n_in: int,
+        channels: Sequence[Sequence[int]] = ((32, 32), (32, 32)),
+        k: int = 8,
+        fc: Sequence[int] = (64,),
+        dropout: float = 0.1,
+        n_out: int = 1,
+    ) -> None:
+        super().__init__()
+        blocks = []
+        c_in = n_in
+        for ch in channels:
+            blocks.append(EdgeConv(c_in, ch, k))
+            c_in = ch[-1]
+        self.blocks = nn.ModuleList(blocks)
+        self.head = _head(c_in, fc, n_out, dropout)
+
+    def forward(self, x: torch.Tensor, coords: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = x * mask.unsqueeze(-1)
+        points = coords
+        for i, block in enumerate(self.blocks):
+            h = block(points if i == 0 else h, h, mask)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+        return _out(self.head(pooled))
+
+
+def pair_features(v: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``(B, P, P, 4)``: ``ln kT, ln z, ln dR, ln m^2`` of every particle pair (ParT's
+    interaction features, arXiv:2202.03772; kT = min(pT_i, pT_j) dR, z = min(pT) / (pT_i
+    + pT_j), dR in (rapidity, phi), m^2 of p_i + p_j; logs of values clamped at ``eps``);
+    0 for pairs with a padded particle."""
+    px, py, pz, e = v.unbind(-1)
+    pt = torch.hypot(px, py)
+    rap = 0.5 * torch.log((e + pz).clamp_min(eps) / (e - pz).clamp_min(eps))
+    phi = torch.atan2(py, px)
+    dphi = torch.remainder(phi.unsqueeze(2) - phi.unsqueeze(1) + torch.pi, 2 * torch.pi) - torch.pi
+    drap = rap.unsqueeze(2) - rap.unsqueeze(1)
+    dr = torch.hypot(drap, dphi)
+    ptmin = torch.minimum(pt.unsqueeze(2), pt.unsqueeze(1))
+    kt = ptmin * dr
+    z = ptmin / (pt.unsqueeze(2) + pt.unsqueeze(1)).clamp_min(eps)
+    s = v.unsqueeze(2) + v.unsqueeze(1)
+    m2 = s[..., 3] ** 2 - s[..., 0] ** 2 - s[..., 1] ** 2 - s[..., 2] ** 2
+    feats = torch.stack([kt, z, dr, m2], dim=-1).clamp_min(eps).log()
+    pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(-1)
+    return feats * pair_mask
+
+
+class _Block(nn.Module):
+    """Pre-LayerNorm attention block (scaled_dot_product_attention) + feed-forward."""
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, dim)
+        )
+        self.dropout = dropout
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, nq, d = query.shape
+        h = self.heads
+        q = self.q(self.norm1(query)).view(b, nq, h, d // h).transpose(1, 2)
+        kv = self.kv(self.norm1(keys)).view(b, keys.shape[1], 2, h, d // h)
+        k, v = kv.unbind(2)
+        att = nn.functional.scaled_dot_product_attention(
+            q,
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=bias.to(q.dtype),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        out = query + self.proj(att.transpose(1, 2).reshape(b, nq, d))
+        return out + self.ffn(self.norm2(out))
+
+
+class ParticleTransformer(nn.Module):
+    """ParT (``pair_bias=True``) or a plain transformer (``False``); arXiv:2202.03772."""
+
+    def __init__(
+        self,
+        n_in: int,
+        dim: int = 32,
+        heads: int = 4,
+        layers: int = 2,
+        cls_layers: int = 1,
+        pair_dims: Sequence[int] = (16, 16),
+        *,
+        pair_bias: bool = True,
+        dropout: float = 0.0,
+        n_out: int = 1,
+    ) -> None:
+        super().__init__()
+        self.heads = heads
+        self.pair_bias = pair_bias
+        self.input_names = ("x", "v", "mask") if pair_bias else ("x", "mask")
+        self.embed = mlp([n_in, dim, dim])
+        self.pair_embed = (
+            nn.Sequential(mlp([4, *pair_dims]), nn.Linear(([4, *pair_dims])[-1], heads))
+            if pair_bias
+            else None
+        )
+        self.blocks = nn.ModuleList(_Block(dim, heads, 2 * dim, dropout) for _ in range(layers))
+        self.cls_blocks = nn.ModuleList(
+            _Block(dim, heads, 2 * dim, dropout) for _ in range(cls_layers)
+        )
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.cls, std=0.02)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_out)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.pair_bias:
+            x, v, mask = inputs
+        else:
+            x, mask = inputs
+        b, n, _ = x.shape
+        key_bias = torch.zeros(b, 1, 1, n, dtype=x.dtype, device=x.device)
+        key_bias = key_bias.masked_fill(~mask.view(b, 1, 1, n), -_BIG)
+        bias = key_bias.expand(b, self.heads, n, n)
+        if self.pair_embed is not None:
+            pair = self.pair_embed(pair_features(v, mask)).permute(0, 3, 1, 2)
+            bias = bias + pair
+        h = self.embed(x) * mask.unsqueeze(-1)
+        for block in self.blocks:
+            h = block(h, h, bias) * mask.unsqueeze(-1)
+        cls = self.cls.expand(b, -1, -1)
+        cls_bias = torch.cat(
+            [torch.zeros(b, 1, 1, 1, dtype=x.dtype, device=x.device), key_bias], dim=-1
+        ).expand(b, self.heads, 1, n + 1)
+        for block in self.cls_blocks:
+            cls = block(cls, torch.cat([cls, h], dim=1), cls_bias)
+        return _out(self.head(self.norm(cls[:, 0])))
