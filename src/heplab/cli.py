@@ -361,6 +361,70 @@ def jets_landscape(
     click.echo(f"{out / 'landscape.md'}")
 
 
+@jets.command("evaluate")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    "-d",
+    type=click.Path(path_type=Path),
+    help="Dataset directory (default: the one the run was trained on).",
+)
+def jets_evaluate(run: Path, data: Path | None) -> None:
+    """Metrics of a trained tagger RUN on the val and test splits (JSON on stdout)."""
+    from heplab.ml.metrics import json_safe
+    from heplab.reconstruction.jets.tagging import evaluate
+
+    click.echo(json.dumps(json_safe(evaluate(run, data)), indent=2))
+
+
+@jets.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "torchscript"]),
+    default="onnx",
+    show_default=True,
+    help="ONNX (ONNX Runtime, CMSSW) or TorchScript (libtorch).",
+)
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), help="Output folder (default: RUN/export)."
+)
+@click.option(
+    "--check-jets",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Jets of the numeric check against PyTorch.",
+)
+@click.option("--force", is_flag=True, help="Replace an exported model already there.")
+def jets_export(run: Path, fmt: str, out: Path | None, check_jets: int, force: bool) -> None:
+    """Export the neural tagger of RUN (weaver layout, dynamic batch, numeric check)."""
+    from heplab.reconstruction.jets.export import export
+
+    path = export(run, fmt, out=out, n_check=check_jets, force=force)  # type: ignore[arg-type]
+    meta = json.loads((path.parent / "export.json").read_text())
+    inputs = ", ".join(f"{k}{tuple(v['shape'])}" for k, v in meta["inputs"].items())
+    click.echo(
+        f"{path}: inputs {inputs} -> softmax(N, 2); "
+        f"max |exported - PyTorch| = {meta['check']['max_abs_diff']:.2g}"
+    )
+
+
+@jets.command("predict")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--column", default="score", show_default=True, help="Name of the score column.")
+@click.option("--force", is_flag=True, help="Replace output files already there.")
+def jets_predict(run: Path, files: tuple[Path, ...], out: Path, column: str, force: bool) -> None:
+    """Tag the jets in FILES (parquet, ROOT, HDF5, .npz) with the tagger of RUN."""
+    from heplab.reconstruction.jets.export import predict
+
+    for path in predict(run, files, out, column=column, force=force):
+        click.echo(str(path))
+
+
 # ---------------------------------------------------------------------------- info / convert
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))

@@ -46,6 +46,11 @@ __all__ = [
 _BIG = 1.0e9
 
 
+def _hypot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sqrt(a^2 + b^2) (``torch.hypot`` has no ONNX export)."""
+    return torch.sqrt(a * a + b * b)
+
+
 def mlp(sizes: Sequence[int], *, dropout: float = 0.0, last_act: bool = True) -> nn.Sequential:
     """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ReLU (and dropout) between."""
     layers: list[nn.Module] = []
@@ -105,7 +110,7 @@ class DeepSets(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.energy_flow:
             coords, v, mask = inputs
-            pt = torch.hypot(v[..., 0], v[..., 1]) * mask
+            pt = _hypot(v[..., 0], v[..., 1]) * mask
             z = pt / pt.sum(dim=1, keepdim=True).clamp_min(1e-12)
             latent = (z.unsqueeze(-1) * self.phi(coords)).sum(dim=1)
         else:
@@ -193,12 +198,12 @@ def pair_features(v: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     + pT_j), dR in (rapidity, phi), m^2 of p_i + p_j; logs of values clamped at ``eps``);
     0 for pairs with a padded particle."""
     px, py, pz, e = v.unbind(-1)
-    pt = torch.hypot(px, py)
+    pt = _hypot(px, py)
     rap = 0.5 * torch.log((e + pz).clamp_min(eps) / (e - pz).clamp_min(eps))
     phi = torch.atan2(py, px)
     dphi = torch.remainder(phi.unsqueeze(2) - phi.unsqueeze(1) + torch.pi, 2 * torch.pi) - torch.pi
     drap = rap.unsqueeze(2) - rap.unsqueeze(1)
-    dr = torch.hypot(drap, dphi)
+    dr = _hypot(drap, dphi)
     ptmin = torch.minimum(pt.unsqueeze(2), pt.unsqueeze(1))
     kt = ptmin * dr
     z = ptmin / (pt.unsqueeze(2) + pt.unsqueeze(1)).clamp_min(eps)
@@ -231,13 +236,23 @@ class _Block(nn.Module):
         q = self.q(self.norm1(query)).view(b, nq, h, d // h).transpose(1, 2)
         kv = self.kv(self.norm1(keys)).view(b, keys.shape[1], 2, h, d // h)
         k, v = kv.unbind(2)
-        att = nn.functional.scaled_dot_product_attention(
-            q,
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            attn_mask=bias.to(q.dtype),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        if torch.compiler.is_exporting():
+            # the same attention, written out: torch.export's decomposition of the fused
+            # kernel gets the output strides wrong (torch 2.13), so ONNX export uses this
+            # (softmax spelt out too: an inner node named "softmax" would clash with
+            # weaver's output name)
+            scores = q @ k.transpose(-2, -1) * (d // h) ** -0.5 + bias
+            weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+            att = (weights / weights.sum(dim=-1, keepdim=True)) @ v
+        else:
+            att = nn.functional.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=bias.to(q.dtype),
+                dropout_p=self.dropout if self.training else 0.0,
+            )
         out = query + self.proj(att.transpose(1, 2).reshape(b, nq, d))
         return out + self.ffn(self.norm2(out))
 

@@ -1,0 +1,212 @@
+"""Deployment: `heplab jets export` (ONNX / TorchScript) and `heplab jets predict`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import uproot
+from jetsamples import synthetic_jets
+
+from heplab.cli import main
+from heplab.errors import ConfigError, DataError, OutputExistsError
+from heplab.events.hdf5 import write_hdf5
+from heplab.events.parquet import write_parquet
+from heplab.ml.data import jet_arrays
+from heplab.ml.metrics import auc
+from heplab.reconstruction.jets.export import export, predict
+from heplab.reconstruction.jets.jetfiles import read_jets
+from heplab.reconstruction.jets.taggers import Tagger
+from heplab.reconstruction.jets.tagging import train
+
+FAST = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "progress_bar": False}
+SMALL = {
+    "part": {"layers": 1, "dim": 16, "pair_dims": [8]},
+    "transformer": {"layers": 1, "dim": 16},
+    "particlenet": {"channels": [[16, 16]]},
+}
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    for i, (split, n) in enumerate((("train", 240), ("val", 80), ("test", 120))):
+        (d / split).mkdir()
+        write_parquet(synthetic_jets(n, 10 + i), d / split / "jets.parquet")
+    return d
+
+
+@pytest.fixture(scope="module")
+def runs(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for model in ("dnn", "pfn", "efn", "particlenet", "part", "transformer", "cut"):
+        # pfn and cut are scored in predict's physics check; the others need no accuracy
+        epochs = {"epochs": 2 if model == "pfn" else 1}
+        cfg = {} if model == "cut" else {**FAST, **epochs, **SMALL.get(model, {})}
+        out[model] = train(model, dataset, root / model, config=cfg)
+    return out
+
+
+def _deployed_inputs(export_dir: Path, jets: ak.Array) -> dict[str, np.ndarray]:
+    """The exported model's inputs built from raw jets with preprocess.json alone (what
+    a C++ producer does), not with heplab's Standardiser."""
+    pre = json.loads((export_dir / "preprocess.json").read_text())
+    meta = json.loads((export_dir / "export.json").read_text())
+    length = pre[pre["input_names"][0]]["var_length"]
+    raw = jet_arrays(jets, max_particles=length, hl_features=None)
+    mask = raw["mask"]
+    feeds = {}
+    for name in pre["input_names"]:
+        spec = pre[name]
+        infos = spec["var_infos"]
+        centre = np.array([infos[v]["median"] for v in spec["var_names"]], np.float32)
+        scale = np.array([infos[v]["norm_factor"] for v in spec["var_names"]], np.float32)
+        if name == "pf_mask":
+            feeds[name] = mask[:, None, :].astype(np.float32)
+            continue
+        if name == "jet_features":
+            from heplab.reconstruction.jets.taggers.features import feature_matrix
+
+            values = feature_matrix(jets, spec["var_names"])
+            feeds[name] = ((values - centre) * scale).astype(np.float32)
+            continue
+        key = {"pf_features": "x", "pf_vectors": "v", "pf_points": "coords"}[name]
+        values = np.where(mask[..., None], (raw[key] - centre) * scale, 0.0)
+        feeds[name] = np.ascontiguousarray(np.swapaxes(values, 1, 2)).astype(np.float32)
+    assert list(feeds) == list(meta["inputs"])
+    return feeds
+
+
+@pytest.mark.parametrize("model", ["dnn", "efn", "particlenet", "part"])
+def test_onnx_export_reproduces_the_tagger_from_raw_jets(
+    model: str, runs: dict[str, Path], dataset: Path
+) -> None:
+    import onnxruntime as ort
+
+    path = export(runs[model], "onnx", n_check=64)
+    assert path == runs[model] / "export" / "model.onnx"
+    meta = json.loads((path.parent / "export.json").read_text())
+    assert meta["check"]["passed"]
+    assert meta["check"]["max_abs_diff"] < 1e-4
+    assert "jets of" in meta["check"]["jets"]  # real jets of the test split
+    pre = json.loads((path.parent / "preprocess.json").read_text())
+    assert pre["output_names"] == ["background", "signal"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    assert [i.name for i in inputs] == pre["input_names"]
+    assert all(i.type == "tensor(float)" and not isinstance(i.shape[0], int) for i in inputs)
+    # a batch size never seen at export, inputs made from preprocess.json only
+    jets = read_jets(dataset / "test")[:37]
+    probs = session.run(["softmax"], _deployed_inputs(path.parent, jets))[0]
+    assert probs.shape == (37, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    expected = Tagger.load(runs[model] / "model").score(jets)
+    np.testing.assert_allclose(probs[:, 1], expected, atol=2e-4)
+
+
+@pytest.mark.parametrize("model", ["dnn", "pfn", "efn", "particlenet", "part", "transformer"])
+def test_torchscript_export_round_trips(model: str, runs: dict[str, Path], dataset: Path) -> None:
+    out = runs[model] / "ts"
+    path = export(runs[model], "torchscript", out=out, n_check=32)
+    assert path == out / "model.pt"
+    with warnings.catch_warnings():  # PyTorch deprecates TorchScript; libtorch still reads it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path))
+    jets = read_jets(dataset / "test")[:20]
+    feeds = _deployed_inputs(out, jets)
+    with torch.inference_mode():
+        probs = module(*[torch.from_numpy(a) for a in feeds.values()]).numpy()
+    expected = Tagger.load(runs[model] / "model").score(jets)
+    np.testing.assert_allclose(probs[:, 1], expected, atol=2e-4)
+    with pytest.raises(OutputExistsError, match="exists"):
+        export(runs[model], "torchscript", out=out)
+
+
+def test_export_refuses_what_it_cannot_do(runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="classical"):
+        export(runs["cut"], "onnx")
+    with pytest.raises(DataError, match="not a tagger run"):
+        export(tmp_path, "onnx")
+    with pytest.raises(ConfigError, match="onnx or torchscript"):
+        export(runs["pfn"], "tflite")  # type: ignore[arg-type]
+
+
+def _write_inputs(jets: ak.Array, d: Path) -> dict[str, Path]:
+    d.mkdir()
+    files = {
+        "parquet": d / "a.parquet",
+        "hdf5": d / "b.h5",
+        "rntuple": d / "c.root",
+        "ttree": d / "d.root",
+    }
+    write_parquet(jets, files["parquet"])
+    write_hdf5(jets, files["hdf5"], key="jets")
+    with uproot.recreate(files["rntuple"]) as f:  # uproot's default for a dict: RNTuple
+        f["tree"] = {k: jets[k] for k in ak.fields(jets)}
+    part = [k for k in ak.fields(jets) if k.startswith("part_")]
+    branches = {k: ak.to_numpy(jets[k]) for k in ak.fields(jets) if k not in part}
+    branches["part"] = ak.zip({k[5:]: jets[k] for k in part})
+    with uproot.recreate(files["ttree"]) as f:
+        f.mktree(
+            "Jets", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
+        )
+        f["Jets"].extend(branches)
+    return files
+
+
+@pytest.mark.parametrize("model", ["pfn", "cut"])
+def test_predict_writes_scores_beside_the_jets(
+    model: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jets = synthetic_jets(150, 99)
+    files = _write_inputs(jets, tmp_path / "in")
+    out = tmp_path / "out"
+    main(["jets", "predict", str(runs[model]), *map(str, files.values()), "--out", str(out)])
+    assert str(out / "a.parquet") in capsys.readouterr().out
+    expected = Tagger.load(runs[model] / "model").score(jets)
+    y = ak.to_numpy(jets["label"])
+    names = {"parquet": "a.parquet", "hdf5": "b.h5", "rntuple": "c.root", "ttree": "d.root"}
+    for kind, name in names.items():
+        tagged = read_jets(out / name)
+        assert len(tagged) == len(jets), kind
+        np.testing.assert_allclose(ak.to_numpy(tagged["score"]), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(ak.to_numpy(tagged["label"]), y)
+        assert ak.all(ak.num(tagged["part_px"]) == ak.num(jets["part_px"]))
+    assert auc(y, expected) > 0.9
+    summary = json.loads((out / "predict.json").read_text())
+    assert [f["jets"] for f in summary["files"]] == [150] * 4
+    # a second run does not overwrite what is there
+    with pytest.raises(SystemExit) as exc:
+        main(["jets", "predict", str(runs[model]), str(files["parquet"]), "--out", str(out)])
+    assert exc.value.code == 1
+    assert "exists" in capsys.readouterr().err
+
+
+def test_predict_refuses_files_without_jets(runs: dict[str, Path], tmp_path: Path) -> None:
+    events = tmp_path / "events.parquet"
+    write_parquet(ak.Array({"met": [1.0, 2.0]}), events)
+    with pytest.raises(DataError, match="no jets with constituents"):
+        predict(runs["pfn"], [events], tmp_path / "out", progress=False)
+    with pytest.raises(DataError, match="no such file"):
+        predict(runs["pfn"], [tmp_path / "nope.root"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_command_prints_the_metrics(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["jets", "evaluate", str(runs["pfn"])])
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["model"] == "pfn"
+    assert metrics["test"]["auc"] > 0.9
