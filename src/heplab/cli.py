@@ -283,6 +283,14 @@ def jets_build(
     click.echo(f"{root}: {kind} jets ({sizes})")
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    """``"1000, 4000"`` -> ``[1000, 4000]``; ConfigError naming ``option`` otherwise."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{option} takes comma-separated integers, not {text!r}") from exc
+
+
 def _rej(value: float | None) -> str:
     """A background rejection for printing (``None`` in JSON: no background passes)."""
     return "inf" if value is None else f"{value:.1f}"
@@ -327,6 +335,11 @@ def jets_train(
 )
 @click.option("--repeats", type=int, default=1, show_default=True, help="Trainings per model.")
 @click.option("--seed", type=int, default=0, show_default=True, help="First training seed.")
+@click.option(
+    "--train-sizes",
+    default="",
+    help="Comma-separated training-set sizes for learning curves (e.g. 1000,4000).",
+)
 @click.option("--force", is_flag=True, help="Replace a different landscape already in --out.")
 def jets_landscape(
     data: Path,
@@ -335,6 +348,7 @@ def jets_landscape(
     config_file: Path | None,
     repeats: int,
     seed: int,
+    train_sizes: str,
     force: bool,
 ) -> None:
     """Train and compare taggers on the same splits: landscape.json/.md and ROC curves."""
@@ -350,6 +364,7 @@ def jets_landscape(
         repeats=repeats,
         seed=seed,
         configs=configs,
+        train_sizes=_int_list(train_sizes, "--train-sizes"),
         force=force,
     )
     for r in results:

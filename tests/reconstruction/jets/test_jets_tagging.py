@@ -17,10 +17,17 @@ import pytest
 
 from heplab.cli import main
 from heplab.errors import ConfigError, DataError, OutputExistsError
+from heplab.events import read_events
 from heplab.events.parquet import write_parquet
 from heplab.reconstruction.jets.taggers import Tagger, get_tagger, list_taggers
 from heplab.reconstruction.jets.taggers.features import FEATURES, ecf_ratios, feature_matrix
-from heplab.reconstruction.jets.tagging import LANDSCAPE_KEYS, evaluate, landscape, train
+from heplab.reconstruction.jets.tagging import (
+    LANDSCAPE_KEYS,
+    balanced_subset,
+    evaluate,
+    landscape,
+    train,
+)
 
 
 def synthetic_jets(n: int, seed: int) -> ak.Array:
@@ -96,8 +103,9 @@ def test_registry_lists_the_classical_taggers() -> None:
 
 
 def test_unknown_tagger_names_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown tagger 'nope'.*bdt, cut"):
+    with pytest.raises(ConfigError, match=r"unknown tagger 'nope'; choose one of") as exc:
         get_tagger("nope")
+    assert {"bdt", "cut", "particlenet"} <= set(str(exc.value).split(" of ")[1].split(", "))
 
 
 @pytest.mark.parametrize(
@@ -270,6 +278,30 @@ def test_landscape_records(data: Path, tmp_path: Path) -> None:
     md = (out / "landscape.md").read_text()
     assert "| cut |" in md
     assert "| bdt |" in md
+
+
+def test_landscape_learning_curves(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lc"
+    n_train = len(read_events(data / "train"))
+    landscape(data, ["bdt"], out, train_sizes=[20, 60], configs={"bdt": {"n_estimators": 30}})
+    points = json.loads((out / "learning_curves.json").read_text())
+    assert [p["train_jets"] for p in points] == [20, 60, n_train]
+    assert all(p["model"] == "bdt" for p in points)
+    # more training jets do not make the BDT worse (beyond noise) on the same test split
+    assert points[-1]["auc"] >= points[0]["auc"] - 0.02
+    assert points[-1]["auc"] > 0.8
+    assert (out / "learning_curves.png").stat().st_size > 1000
+    assert "learning_curves.png" in (out / "landscape.md").read_text()
+    with pytest.raises(ConfigError, match="train-sizes"):
+        landscape(data, ["cut"], tmp_path / "x", train_sizes=[10**9])
+
+
+def test_balanced_subset_is_balanced(data: Path) -> None:
+    jets = read_events(data / "train")
+    sub = balanced_subset(jets, 40, seed=3)
+    y = ak.to_numpy(sub["label"])
+    assert len(sub) == 40
+    assert (y == 1).sum() == 20
 
 
 def test_landscape_single_repeat_has_no_std(data: Path, tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ int ``label`` column (1 = signal, 0 = background).
 
 :func:`landscape` trains every chosen tagger (``repeats`` times, seeds ``seed + r``) on
 the same splits and writes ``landscape.json`` (one record per tagger), ``landscape.md``,
-``landscape.html``, ``roc.png`` and ``config.json``. Metric definitions:
+``landscape.html``, ``roc.png`` and ``config.json``; with ``train_sizes`` also
+``learning_curves.json`` (one record per model and training-set size: ``model,
+train_jets, auc, accuracy, rej30, rej50, train_seconds``) and ``learning_curves.png``. Metric definitions:
 :mod:`heplab.ml.metrics`; rejections without any background passing are written as
 ``null``.
 """
@@ -256,14 +258,18 @@ def landscape(
     repeats: int = 1,
     seed: int = 0,
     configs: dict[str, dict[str, Any]] | None = None,
+    train_sizes: Sequence[int] = (),
     force: bool = False,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every tagger of ``models`` on the same splits of ``data_dir``.
 
     ``repeats`` trainings per tagger with seeds ``seed, seed + 1, ...``; the records hold
     the mean (and, for ``repeats > 1``, the sample standard deviation as ``*_std``).
-    ``configs`` maps a tagger name to its hyper-parameters. Writes ``out_dir`` (see the
-    module docstring) and returns the records.
+    ``configs`` maps a tagger name to its hyper-parameters. ``train_sizes`` adds learning
+    curves: every tagger is also trained (once, seed ``seed``) on balanced random subsets
+    of the training split of these sizes and evaluated on the same test split
+    (``learning_curves.json`` / ``.png``; the full split is the last point). Writes
+    ``out_dir`` (see the module docstring) and returns the records.
     """
     models = [m.strip() for m in models if m.strip()]
     if not models:
@@ -273,6 +279,9 @@ def landscape(
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, not {repeats}")
     configs = dict(configs or {})
+    sizes = sorted({int(n) for n in train_sizes})
+    if any(n < 2 for n in sizes):
+        raise ConfigError(f"--train-sizes must be >= 2 jets each, not {sizes}")
     extra = sorted(set(configs) - set(models))
     if extra:
         raise ConfigError(f"landscape config names model(s) not run: {', '.join(extra)}")
@@ -285,10 +294,16 @@ def landscape(
         "configs": configs,
         "repeats": int(repeats),
         "seed": int(seed),
+        "train_sizes": sizes,
         **_data_info(data_dir),
         "heplab_version": __version__,
     }
     splits = load_splits(data_dir)
+    too_big = [n for n in sizes if n >= len(splits["train"])]
+    if too_big:
+        raise ConfigError(
+            f"--train-sizes {too_big} are not below the {len(splits['train'])} training jets"
+        )
     _prepare_out(out, run_config, force, "landscape")
     y_test = labels(splits["test"])
     results: list[dict[str, Any]] = []
@@ -315,11 +330,76 @@ def landscape(
                 es, eb, _ = roc(y_test, score)
                 curves[m] = (es, eb)
         results.append(_aggregate(m, records))
+    points = _learning_curves(splits, models, configs, sizes, seed, results, out) if sizes else []
     _write_json(out / "config.json", run_config)
     _write_json(out / "landscape.json", results)
-    _landscape_report(results, curves, out, run_config)
+    _landscape_report(results, curves, out, run_config, points)
     safe: list[dict[str, Any]] = json_safe(results)
     return safe
+
+
+def balanced_subset(jets: ak.Array, n: int, seed: int) -> ak.Array:
+    """``n`` jets drawn without replacement, as evenly over the classes as they allow."""
+    y = labels(jets)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    take = []
+    left = n
+    for i, c in enumerate(classes):
+        pool = np.flatnonzero(y == c)
+        k = min(len(pool), left // (len(classes) - i))
+        take.append(rng.choice(pool, k, replace=False))
+        left -= k
+    index = np.sort(np.concatenate(take))
+    return jets[index]
+
+
+def _learning_curves(
+    splits: dict[str, ak.Array],
+    models: Sequence[str],
+    configs: dict[str, dict[str, Any]],
+    sizes: Sequence[int],
+    seed: int,
+    full: list[dict[str, Any]],
+    out: Path,
+) -> list[dict[str, Any]]:
+    y_test = labels(splits["test"])
+    n_full = len(splits["train"])
+    points: list[dict[str, Any]] = []
+    for m, rec in zip(models, full, strict=True):
+        for n in sizes:
+            tagger = get_tagger(m, seed=seed, **configs.get(m, {}))
+            t0 = time.perf_counter()
+            tagger.fit(balanced_subset(splits["train"], n, seed), splits["val"])
+            train_seconds = time.perf_counter() - t0
+            point = summary(y_test, tagger.score(splits["test"]), threshold=tagger.threshold)
+            points.append({"model": m, "train_jets": n, **point, "train_seconds": train_seconds})
+        points.append(
+            {
+                "model": m,
+                "train_jets": n_full,
+                **{k: rec[k] for k in ("auc", "accuracy", "rej30", "rej50", "train_seconds")},
+            }
+        )
+    _write_json(out / "learning_curves.json", points)
+    return points
+
+
+def _learning_figure(points: list[dict[str, Any]], models: Sequence[str]) -> Any:
+    from heplab.report import hep_style
+
+    hep_style()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for m in models:
+        mine = [p for p in points if p["model"] == m]
+        ax.plot([p["train_jets"] for p in mine], [p["auc"] for p in mine], "o-", label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("Training jets")
+    ax.set_ylabel("AUC (test split)")
+    ax.legend()
+    return fig
 
 
 def _fmt(value: Any, std: Any = None, digits: int = 3) -> str:
@@ -336,6 +416,7 @@ def _landscape_report(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     out: Path,
     run_config: dict[str, Any],
+    points: list[dict[str, Any]],
 ) -> None:
     from heplab.report import Report
 
@@ -368,5 +449,14 @@ def _landscape_report(
         "Background rejection vs signal efficiency on the test split",
         out,
     )
+    if points:
+        models = list(dict.fromkeys(p["model"] for p in points))
+        rep.figure(
+            _learning_figure(points, models),
+            "learning_curves",
+            "Learning curves: test AUC vs training jets (balanced subsets, one seed; "
+            "learning_curves.json)",
+            out,
+        )
     (out / "landscape.md").write_text(rep.markdown())
     (out / "landscape.html").write_text(rep.html())

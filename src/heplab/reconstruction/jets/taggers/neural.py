@@ -68,6 +68,8 @@ class NeuralTagger(Tagger):
     defaults: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
     #: Whether the network needs the high-level features (``hl``).
     uses_hl: ClassVar[bool] = False
+    #: List settings that hold names, not layer sizes (checked by the subclass).
+    name_lists: ClassVar[frozenset[str]] = frozenset({"features"})
 
     def validate(self) -> None:
         c = self.config
@@ -84,7 +86,7 @@ class NeuralTagger(Tagger):
             raise ConfigError(f"{self.name}: work_dir must be a path or null")
         for key, default in self.defaults.items():
             if (
-                key != "features"
+                key not in self.name_lists
                 and isinstance(default, list)
                 and not all(isinstance(v, (int, list)) and not isinstance(v, bool) for v in c[key])
             ):
