@@ -263,8 +263,10 @@ def jets_build(
     """Build a balanced jet-tagging dataset (train/val/test) in the published setting.
 
     \b
-    top  top tagging, arXiv:1902.09914 (ttbar vs QCD, R = 0.8, pT 550-650 GeV)
-    qg   quark/gluon, arXiv:1810.05165 (Z + jet, R = 0.4, pT 500-550 GeV)
+    top       top tagging, arXiv:1902.09914 (ttbar vs QCD, R = 0.8, pT 550-650 GeV)
+    qg        quark/gluon, arXiv:1810.05165 (Z + jet, R = 0.4, pT 500-550 GeV)
+    jetclass  the 10 JetClass classes, arXiv:2202.03772 (R = 0.8, pT 500-1000 GeV)
+    flavour   b / c / light (ttbar, QCD; R = 0.4, pT 30-250 GeV), impact parameters
     """
     from heplab.reconstruction.jets.datasets import SPLITS, build_dataset
 
