@@ -2,9 +2,12 @@
 
 A tagger class registers itself with :func:`register_tagger`; :func:`get_tagger` makes
 one from its name and a (validated) configuration. The classical taggers (``cut``,
-``bdt``) live in :mod:`.classical`, the neural ones (``dnn``, ``pfn``, ``efn``,
-``particlenet``, ``part``, ``transformer``) in :mod:`.neural`, all trained and compared
-through the same :mod:`heplab.reconstruction.jets.tagging` functions.
+``bdt``) live in :mod:`.classical`, ``efp`` (Energy Flow Polynomials + a linear
+discriminant) in :mod:`.efp`, the neural ones in :mod:`.neural` (``dnn``, ``pfn``,
+``efn``, ``particlenet``, ``part``, ``transformer``), :mod:`.convolutional` (``cnn``,
+``resnext``, ``pcnn``), :mod:`.sequence` (``rnn``) and :mod:`.lorentz` (``lorentznet``),
+all trained and compared through the same :mod:`heplab.reconstruction.jets.tagging`
+functions.
 
 >>> from heplab.reconstruction.jets.taggers import get_tagger, list_taggers
 >>> "bdt" in list_taggers()
@@ -13,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,8 +43,13 @@ def register_tagger(name: str) -> Callable[[T], T]:
     return decorate
 
 
+#: Modules of :mod:`heplab.reconstruction.jets.taggers` whose classes register themselves.
+_BUILTIN_MODULES = ("classical", "neural", "convolutional", "sequence", "lorentz", "efp")
+
+
 def _load_builtin() -> None:
-    from heplab.reconstruction.jets.taggers import classical, neural  # noqa: F401
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
 
 
 def list_taggers() -> list[str]:
