@@ -293,6 +293,17 @@ def _int_list(text: str, option: str) -> list[int]:
         raise ConfigError(f"{option} takes comma-separated integers, not {text!r}") from exc
 
 
+def _binary(signal: str, background: str) -> tuple[list[str], list[str]] | None:
+    """``--signal`` / ``--background`` as the (signal, background) columns, or None."""
+    sig = [c.strip() for c in signal.split(",") if c.strip()]
+    bkg = [c.strip() for c in background.split(",") if c.strip()]
+    if not sig and not bkg:
+        return None
+    if not sig or not bkg:
+        raise ConfigError("--signal and --background go together (label columns, e.g. label_b)")
+    return sig, bkg
+
+
 def _rej(value: float | None) -> str:
     """A background rejection for printing (``None`` in JSON: no background passes)."""
     return "inf" if value is None else f"{value:.1f}"
@@ -308,14 +319,39 @@ def _rej(value: float | None) -> str:
     "--config", "config_file", type=click.Path(path_type=Path), help="YAML hyper-parameters."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option(
+    "--signal",
+    default="",
+    help="Multi-class data (jetclass, flavour): comma-separated signal label columns (label_b).",
+)
+@click.option(
+    "--background",
+    default="",
+    help="Multi-class data: comma-separated background label columns (label_l,label_c).",
+)
 @click.option("--force", is_flag=True, help="Replace a different run already in --out.")
 def jets_train(
-    model: str, data: Path, out: Path, config_file: Path | None, seed: int, force: bool
+    model: str,
+    data: Path,
+    out: Path,
+    config_file: Path | None,
+    seed: int,
+    signal: str,
+    background: str,
+    force: bool,
 ) -> None:
     """Train the tagger MODEL (cut, bdt, ...) on DATA (train/val/test) into a run directory."""
     from heplab.reconstruction.jets.tagging import load_config, train
 
-    run = train(model, data, out, config=load_config(config_file), seed=seed, force=force)
+    run = train(
+        model,
+        data,
+        out,
+        config=load_config(config_file),
+        seed=seed,
+        binary=_binary(signal, background),
+        force=force,
+    )
     test = json.loads((run / "metrics.json").read_text())["test"]
     click.echo(
         f"{run}: {model} test AUC {test['auc']:.4f}, accuracy {test['accuracy']:.3f}, "
@@ -342,6 +378,16 @@ def jets_train(
     default="",
     help="Comma-separated training-set sizes for learning curves (e.g. 1000,4000).",
 )
+@click.option(
+    "--signal",
+    default="",
+    help="Multi-class data (jetclass, flavour): comma-separated signal label columns (label_b).",
+)
+@click.option(
+    "--background",
+    default="",
+    help="Multi-class data: comma-separated background label columns (label_l,label_c).",
+)
 @click.option("--force", is_flag=True, help="Replace a different landscape already in --out.")
 def jets_landscape(
     data: Path,
@@ -351,6 +397,8 @@ def jets_landscape(
     repeats: int,
     seed: int,
     train_sizes: str,
+    signal: str,
+    background: str,
     force: bool,
 ) -> None:
     """Train and compare taggers on the same splits: landscape.json/.md and ROC curves."""
@@ -367,6 +415,7 @@ def jets_landscape(
         seed=seed,
         configs=configs,
         train_sizes=_int_list(train_sizes, "--train-sizes"),
+        binary=_binary(signal, background),
         force=force,
     )
     for r in results:

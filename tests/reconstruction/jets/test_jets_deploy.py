@@ -22,7 +22,7 @@ from heplab.ml.metrics import auc
 from heplab.reconstruction.jets.export import export, predict
 from heplab.reconstruction.jets.jetfiles import read_jets
 from heplab.reconstruction.jets.taggers import Tagger
-from heplab.reconstruction.jets.tagging import train
+from heplab.reconstruction.jets.tagging import evaluate, load_split, train
 
 FAST = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "progress_bar": False}
 SMALL = {
@@ -210,3 +210,66 @@ def test_evaluate_command_prints_the_metrics(
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["model"] == "pfn"
     assert metrics["test"]["auc"] > 0.9
+
+
+@pytest.fixture(scope="module")
+def three_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flavour-like dataset: label 0 light / 1 c / 2 b with one-hot columns; the b jets
+    are the top-like synthetic jets, c and light share the QCD-like ones."""
+    d = tmp_path_factory.mktemp("three")
+    for i, (split, n) in enumerate((("train", 300), ("val", 90), ("test", 150))):
+        jets = synthetic_jets(n, 40 + i)
+        top = ak.to_numpy(jets["label"]) == 1
+        flavour = np.where(top, 2, np.arange(n) % 2)
+        jets = ak.with_field(jets, flavour.astype(np.int8), "label")
+        for k, name in enumerate(("label_l", "label_c", "label_b")):
+            jets = ak.with_field(jets, (flavour == k).astype(np.int8), name)
+        (d / split).mkdir()
+        write_parquet(jets, d / split / "jets.parquet")
+    return d
+
+
+def test_binary_task_from_a_multiclass_dataset(
+    three_classes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["jets", "train", "bdt", "--data", str(three_classes), "--out", str(tmp_path / "x")])
+    assert "--signal / --background" in capsys.readouterr().err
+    run = tmp_path / "b-vs-l"
+    args = ["--signal", "label_b", "--background", "label_l"]
+    main(
+        [
+            "jets",
+            "train",
+            "dnn",
+            "--data",
+            str(three_classes),
+            "--out",
+            str(run),
+            *args,
+            "--config",
+            str(_yaml(tmp_path, {**FAST, "epochs": 3})),
+        ]
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert (config["signal"], config["background"]) == (["label_b"], ["label_l"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    # only b and light jets are scored: half of the QCD-like test jets are c jets
+    test = read_jets(three_classes / "test")
+    n_bl = int(np.isin(ak.to_numpy(test["label"]), (0, 2)).sum())
+    assert metrics["test"]["n"] == n_bl
+    assert metrics["test"]["auc"] > 0.9
+    assert evaluate(run)["test"]["n"] == n_bl
+    export(run, "torchscript", n_check=16)
+    pre = json.loads((run / "export" / "preprocess.json").read_text())
+    assert pre["output_names"] == ["label_l", "label_b"]
+    with pytest.raises(DataError, match="no label column"):
+        load_split(three_classes, "test", (["label_bb"], ["label_l"]))
+    with pytest.raises(ConfigError, match="both sides"):
+        load_split(three_classes, "test", (["label_b"], ["label_b", "label_l"]))
+
+
+def _yaml(tmp_path: Path, config: dict[str, object]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items()))
+    return path

@@ -156,9 +156,9 @@ def _example_inputs(tagger: Any, config: dict[str, Any], n: int) -> tuple[dict[s
     data = Path(str(config.get("data", ""))) / "test"
     arrays: dict[str, np.ndarray]
     if data.exists():
-        from heplab.reconstruction.jets.tagging import load_split
+        from heplab.reconstruction.jets.tagging import load_split, run_binary
 
-        jets = load_split(data.parent, "test")[:n]
+        jets = load_split(data.parent, "test", run_binary(config))[:n]
         arrays = tagger.standardiser_.apply(tagger._arrays(jets))
         origin = f"{len(jets)} jets of {data}"
     else:
@@ -327,6 +327,8 @@ def _preprocess_json(tagger: Any, names: Sequence[str], classes: list[str]) -> d
 def _classes(config: dict[str, Any]) -> list[str]:
     """(background, signal) class names: the dataset's truth-label columns (weaver's
     ``output_names``, e.g. ``label_QCD, label_Tbqq``) when its build.json names them."""
+    if "signal" in config and "background" in config:
+        return ["+".join(config["background"]), "+".join(config["signal"])]
     build = Path(str(config.get("data", ""))) / "build.json"
     if build.is_file():
         try:

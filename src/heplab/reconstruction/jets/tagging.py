@@ -41,7 +41,18 @@ from heplab.ml.metrics import json_safe, roc, summary
 from heplab.reconstruction.jets.taggers import Tagger, get_tagger, tagger_class
 from heplab.reconstruction.jets.taggers.base import labels
 
-__all__ = ["LANDSCAPE_KEYS", "evaluate", "landscape", "load_config", "load_splits", "train"]
+__all__ = [
+    "LANDSCAPE_KEYS",
+    "balanced_subset",
+    "evaluate",
+    "landscape",
+    "load_config",
+    "load_split",
+    "load_splits",
+    "run_binary",
+    "select_binary",
+    "train",
+]
 
 SPLITS: Final = ("train", "val", "test")
 #: Keys every landscape record has (``*_std`` keys are added when repeats > 1).
@@ -58,27 +69,74 @@ LANDSCAPE_KEYS: Final = (
 _STD_KEYS: Final = ("auc", "accuracy", "rej30", "rej50", "train_seconds", "infer_jets_per_s")
 
 
-def load_split(data_dir: str | os.PathLike[str], split: str) -> ak.Array:
-    """The jets of ``data_dir/split``; :class:`DataError` naming a missing split or label."""
+#: A binary task carved out of a multi-class dataset: (signal columns, background columns).
+Binary = tuple[Sequence[str], Sequence[str]]
+
+
+def select_binary(jets: ak.Array, binary: Binary, where: str = "jets") -> ak.Array:
+    """Keep the jets of the signal or background one-hot ``label_*`` columns of
+    ``binary``; ``label`` becomes 1 (signal) / 0 (background). :class:`DataError` naming
+    a missing column, :class:`ConfigError` for a column on both sides."""
+    signal, background = list(binary[0]), list(binary[1])
+    if not signal or not background:
+        raise ConfigError("give both the signal and the background label columns")
+    both = sorted(set(signal) & set(background))
+    if both:
+        raise ConfigError(f"label column(s) {', '.join(both)} are on both sides")
+    fields = ak.fields(jets)
+    missing = [c for c in signal + background if c not in fields]
+    if missing:
+        known = ", ".join(f for f in fields if f.startswith("label_")) or "none"
+        raise DataError(f"{where}: no label column(s) {', '.join(missing)} (there: {known})")
+
+    def any_of(cols: list[str]) -> np.ndarray:
+        return np.any([np.asarray(ak.to_numpy(jets[c])) != 0 for c in cols], axis=0)
+
+    sig, bkg = any_of(signal), any_of(background)
+    keep = sig | bkg
+    if (sig & bkg).any():
+        raise DataError(f"{where}: some jets carry a signal and a background label")
+    out = jets[keep]
+    return ak.with_field(out, sig[keep].astype(np.int8), "label")
+
+
+def load_split(
+    data_dir: str | os.PathLike[str], split: str, binary: Binary | None = None
+) -> ak.Array:
+    """The jets of ``data_dir/split``; :class:`DataError` naming a missing split or label.
+
+    ``binary`` = (signal, background) one-hot columns turns a multi-class dataset
+    (``jetclass``, ``flavour``) into a two-class task (:func:`select_binary`).
+    """
     from heplab.events import read_events
 
     path = Path(data_dir) / split
     if not path.exists():
         raise DataError(f"{data_dir}: the {split!r} split is missing (no {path})")
     jets = read_events(path)
+    if binary is not None:
+        jets = select_binary(jets, binary, str(path))
     if "label" not in ak.fields(jets):
         raise DataError(f"{path}: the jets have no 'label' column (1 = signal, 0 = background)")
+    y = np.asarray(ak.to_numpy(jets["label"]))
+    if len(y) and not np.isin(y, (0, 1)).all():
+        raise DataError(
+            f"{path}: {len(np.unique(y))} classes in 'label'; the taggers are binary: choose "
+            "the signal and background label columns (--signal / --background)"
+        )
     labels(jets)
     if len(jets) == 0:
         raise DataError(f"{path}: the {split!r} split is empty")
     return jets
 
 
-def load_splits(data_dir: str | os.PathLike[str]) -> dict[str, ak.Array]:
+def load_splits(
+    data_dir: str | os.PathLike[str], binary: Binary | None = None
+) -> dict[str, ak.Array]:
     """``{"train", "val", "test"}`` jets of a dataset directory."""
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: no such dataset directory")
-    return {s: load_split(data_dir, s) for s in SPLITS}
+    return {s: load_split(data_dir, s, binary) for s in SPLITS}
 
 
 def load_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -99,6 +157,19 @@ def load_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the config must be a mapping of setting: value")
     return data
+
+
+def _binary_info(binary: Binary | None) -> dict[str, Any]:
+    if binary is None:
+        return {}
+    return {"signal": list(binary[0]), "background": list(binary[1])}
+
+
+def run_binary(config: dict[str, Any]) -> Binary | None:
+    """The (signal, background) columns a run's ``config.json`` records, or None."""
+    if "signal" in config and "background" in config:
+        return (list(config["signal"]), list(config["background"]))
+    return None
 
 
 def _data_info(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -167,6 +238,7 @@ def train(
     *,
     config: dict[str, Any] | None = None,
     seed: int = 0,
+    binary: Binary | None = None,
     force: bool = False,
 ) -> Path:
     """Train tagger ``model`` on ``data_dir`` and write the run directory ``out_dir``.
@@ -181,10 +253,11 @@ def train(
         "model": model,
         "config": tagger.config,
         "seed": int(seed),
+        **_binary_info(binary),
         **_data_info(data_dir),
         "heplab_version": __version__,
     }
-    splits = load_splits(data_dir)
+    splits = load_splits(data_dir, binary)
     _prepare_out(out, run_config, force, "training run")
     t0 = time.perf_counter()
     tagger.fit(splits["train"], splits["val"])
@@ -225,7 +298,7 @@ def evaluate(
     cfg = json.loads(cfg_path.read_text())
     data = data_dir if data_dir is not None else cfg["data"]
     tagger = Tagger.load(run / "model")
-    splits = {s: load_split(data, s) for s in ("val", "test")}
+    splits = {s: load_split(data, s, run_binary(cfg)) for s in ("val", "test")}
     return _evaluate_tagger(tagger, splits)
 
 
@@ -259,6 +332,7 @@ def landscape(
     seed: int = 0,
     configs: dict[str, dict[str, Any]] | None = None,
     train_sizes: Sequence[int] = (),
+    binary: Binary | None = None,
     force: bool = False,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every tagger of ``models`` on the same splits of ``data_dir``.
@@ -295,10 +369,11 @@ def landscape(
         "repeats": int(repeats),
         "seed": int(seed),
         "train_sizes": sizes,
+        **_binary_info(binary),
         **_data_info(data_dir),
         "heplab_version": __version__,
     }
-    splits = load_splits(data_dir)
+    splits = load_splits(data_dir, binary)
     too_big = [n for n in sizes if n >= len(splits["train"])]
     if too_big:
         raise ConfigError(
