@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,20 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def machine() -> str:
-    import os
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}"
+from common import machine
 
 
 def batches(data_dir: str, n_batches: int, batch: int, max_particles: int) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,21 @@ def _int_list(text: str, option: str) -> list[int]:
         raise ConfigError(f"{option} takes comma-separated integers, not {text!r}") from exc
 
 
+def _binary_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The ``--signal`` / ``--background`` options of the training commands."""
+    command = click.option(
+        "--background",
+        default="",
+        help="Multi-class data: comma-separated background label columns (label_l,label_c).",
+    )(command)
+    return click.option(
+        "--signal",
+        default="",
+        help="Multi-class data (jetclass, flavour): comma-separated signal label columns "
+        "(label_b).",
+    )(command)
+
+
 def _binary(signal: str, background: str) -> tuple[list[str], list[str]] | None:
     """``--signal`` / ``--background`` as the (signal, background) columns, or None."""
     sig = [c.strip() for c in signal.split(",") if c.strip()]
@@ -319,16 +335,7 @@ def _rej(value: float | None) -> str:
     "--config", "config_file", type=click.Path(path_type=Path), help="YAML hyper-parameters."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
-@click.option(
-    "--signal",
-    default="",
-    help="Multi-class data (jetclass, flavour): comma-separated signal label columns (label_b).",
-)
-@click.option(
-    "--background",
-    default="",
-    help="Multi-class data: comma-separated background label columns (label_l,label_c).",
-)
+@_binary_options
 @click.option("--force", is_flag=True, help="Replace a different run already in --out.")
 def jets_train(
     model: str,
@@ -378,16 +385,7 @@ def jets_train(
     default="",
     help="Comma-separated training-set sizes for learning curves (e.g. 1000,4000).",
 )
-@click.option(
-    "--signal",
-    default="",
-    help="Multi-class data (jetclass, flavour): comma-separated signal label columns (label_b).",
-)
-@click.option(
-    "--background",
-    default="",
-    help="Multi-class data: comma-separated background label columns (label_l,label_c).",
-)
+@_binary_options
 @click.option("--force", is_flag=True, help="Replace a different landscape already in --out.")
 def jets_landscape(
     data: Path,
