@@ -102,6 +102,27 @@ def test_registry_lists_the_classical_taggers() -> None:
     assert {"cut", "bdt"} <= set(list_taggers())
 
 
+def test_registry_holds_the_whole_zoo() -> None:
+    # each of these learns held-out jets in its own test file (test_jets_tagging, _neural,
+    # _cnn, _rnn_lorentz, _efp); a new tagger must join this list and get such a test
+    assert set(list_taggers()) == {
+        "cut",
+        "bdt",
+        "efp",
+        "dnn",
+        "pfn",
+        "efn",
+        "particlenet",
+        "part",
+        "transformer",
+        "cnn",
+        "resnext",
+        "pcnn",
+        "rnn",
+        "lorentznet",
+    }
+
+
 def test_unknown_tagger_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown tagger 'nope'; choose one of") as exc:
         get_tagger("nope")
