@@ -194,10 +194,21 @@ def _roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) ->
     hep_style()
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 6))
-    for name, (es, eb) in curves.items():
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    # one distinct colour per tagger (tab10, then tab10 again dashed): the style's own
+    # cycle repeats after a few curves
+    cmap = plt.get_cmap("tab10")
+    colours = [cmap(i) for i in range(10)]
+    for k, (name, (es, eb)) in enumerate(curves.items()):
         keep = eb > 0
-        ax.plot(es[keep], 1.0 / eb[keep], label=name)
+        ax.plot(
+            es[keep],
+            1.0 / eb[keep],
+            label=name,
+            color=colours[k % len(colours)],
+            linestyle=("-", "--", "-.")[(k // len(colours)) % 3],
+            linewidth=1.6,
+        )
     grid = np.linspace(0.01, 1, 100)
     ax.plot(grid, 1.0 / grid, "k:", label="random")
     ax.set_yscale("log")
@@ -205,7 +216,8 @@ def _roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) ->
     ax.set_xlabel(r"Signal efficiency $\varepsilon_S$")
     ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
     ax.set_title(title, fontsize=14)
-    ax.legend()
+    # beside the axes: with a dozen taggers a legend inside hides the curves
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
