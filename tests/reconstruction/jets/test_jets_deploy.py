@@ -50,7 +50,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runs(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     out = {}
-    for model in ("dnn", "pfn", "efn", "particlenet", "part", "transformer", "cut"):
+    for model in ("dnn", "pfn", "efn", "particlenet", "part", "transformer", "rnn", "cut"):
         # pfn and cut are scored in predict's physics check; the others need no accuracy
         epochs = {"epochs": 2 if model == "pfn" else 1}
         cfg = {} if model == "cut" else {**FAST, **epochs, **SMALL.get(model, {})}
@@ -115,7 +115,9 @@ def test_onnx_export_reproduces_the_tagger_from_raw_jets(
     np.testing.assert_allclose(probs[:, 1], expected, atol=2e-4)
 
 
-@pytest.mark.parametrize("model", ["dnn", "pfn", "efn", "particlenet", "part", "transformer"])
+@pytest.mark.parametrize(
+    "model", ["dnn", "pfn", "efn", "particlenet", "part", "transformer", "rnn"]
+)
 def test_torchscript_export_round_trips(model: str, runs: dict[str, Path], dataset: Path) -> None:
     out = runs[model] / "ts"
     path = export(runs[model], "torchscript", out=out, n_check=32)
@@ -138,6 +140,10 @@ def test_export_refuses_what_it_cannot_do(runs: dict[str, Path], tmp_path: Path)
         export(runs["cut"], "onnx")
     with pytest.raises(DataError, match="not a tagger run"):
         export(tmp_path, "onnx")
+    # packed LSTM sequences do not pass torch.export: a clear refusal, nothing written
+    with pytest.raises(ConfigError, match=r"cannot export the rnn network to ONNX.*torchscript"):
+        export(runs["rnn"], "onnx", out=tmp_path / "rnn")
+    assert not (tmp_path / "rnn" / "model.onnx").exists()
     with pytest.raises(ConfigError, match="onnx or torchscript"):
         export(runs["pfn"], "tflite")  # type: ignore[arg-type]
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -98,6 +99,10 @@ DEFINITIONS: Final[dict[str, str]] = {
     "pz": "GeV",
     "energy": "GeV",
     "mask": "1 real particle, 0 padding",
+    "ip_d0": "sign(u) ln(1 + |u|), u = part_d0val in micrometres",
+    "ip_d0sig": "sign(u) ln(1 + |u|), u = part_d0val / part_d0err",
+    "ip_dz": "sign(u) ln(1 + |u|), u = part_dzval in micrometres",
+    "ip_dzsig": "sign(u) ln(1 + |u|), u = part_dzval / part_dzerr",
 }
 
 
@@ -299,6 +304,12 @@ def _preprocess_json(tagger: Any, names: Sequence[str], classes: list[str]) -> d
         name = EXPORT_INPUTS[key][0]
         if key == "x":
             var = list(PARTICLE_FEATURES)
+            extra = len(std.x_mean) - len(var)
+            if extra > 0:  # the rnn's impact-parameter features (order: d0sig)
+                from heplab.reconstruction.jets.taggers.sequence import IP_FEATURES
+
+                more = list(IP_FEATURES) if extra == len(IP_FEATURES) else []
+                var += more or [f"x{i}" for i in range(len(var), len(std.x_mean))]
             entry = {"var_length": p, "var_infos": infos(var, std.x_mean, std.x_std)}
         elif key == "hl":
             var = list(tagger.config.get("features", []))
@@ -378,7 +389,16 @@ def export(
     t0 = time.perf_counter()
     try:
         if format == "onnx":
-            _export_onnx(module, [a[:2] for a in inputs], onnx_names, tmp)
+            try:
+                _export_onnx(module, [a[:2] for a in inputs], onnx_names, tmp)
+            except Exception as exc:  # torch's exporter raises many kinds
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # no terminal colours
+                first = text.splitlines()[0] if text else repr(exc)
+                raise ConfigError(
+                    f"torch {torch.__version__} cannot export the {tagger.name} network to "
+                    f"ONNX ({type(exc).__name__}: {first}); --format torchscript works for "
+                    "every heplab network"
+                ) from exc
 
             def run(batch: list[np.ndarray]) -> np.ndarray:
                 return _run_onnx(tmp, onnx_names, batch)
