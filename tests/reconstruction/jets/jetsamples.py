@@ -78,3 +78,12 @@ def synthetic_jets(n: int, seed: int) -> ak.Array:
     fields["part_pid"] = ak.unflatten(pid.astype(np.int32), counts)
     jets = ak.zip(fields, depth_limit=1)
     return jets[rng.permutation(n)]
+
+
+def synthetic_splits() -> dict[str, ak.Array]:
+    """The train (400) / val (150) / test (300) jets the tagger tests share."""
+    return {
+        "train": synthetic_jets(400, 1),
+        "val": synthetic_jets(150, 2),
+        "test": synthetic_jets(300, 3),
+    }

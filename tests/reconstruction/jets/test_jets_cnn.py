@@ -10,7 +10,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
-from jetsamples import synthetic_jets
+from jetsamples import synthetic_jets, synthetic_splits
 
 from heplab.errors import ConfigError, DataError
 from heplab.ml.images import jet_images, pixelate
@@ -34,11 +34,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 @pytest.fixture(scope="module")
 def splits() -> dict[str, ak.Array]:
-    return {
-        "train": synthetic_jets(400, 1),
-        "val": synthetic_jets(150, 2),
-        "test": synthetic_jets(300, 3),
-    }
+    return synthetic_splits()
 
 
 @pytest.fixture(autouse=True)

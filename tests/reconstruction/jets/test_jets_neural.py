@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
-from jetsamples import synthetic_jets
+from jetsamples import synthetic_jets, synthetic_splits
 
 from heplab.cli import main
 from heplab.events.parquet import write_parquet
@@ -31,11 +31,7 @@ FAST = {"epochs": 4, "batch_size": 64, "lr": 3e-3, "patience": 3, "progress_bar"
 
 @pytest.fixture(scope="module")
 def splits() -> dict[str, ak.Array]:
-    return {
-        "train": synthetic_jets(400, 1),
-        "val": synthetic_jets(150, 2),
-        "test": synthetic_jets(300, 3),
-    }
+    return synthetic_splits()
 
 
 @pytest.fixture(autouse=True)

@@ -123,37 +123,34 @@ def _load_neural(run_dir: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     return tagger, config
 
 
-class _Wrapped:
-    """Builds the inference module: weaver layout in, (bkg, sig) probabilities out."""
+def _deployed(net: nn.Module) -> nn.Module:
+    """The inference module: weaver layout in, (background, signal) probabilities out."""
+    import torch
+    from torch import nn
 
-    @staticmethod
-    def make(net: nn.Module) -> nn.Module:
-        import torch
-        from torch import nn
+    names = tuple(getattr(net, "input_names", ("x", "mask")))
 
-        names = tuple(getattr(net, "input_names", ("x", "mask")))
+    class Deployed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
 
-        class Deployed(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.net = net
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            args = []
+            for key, value in zip(names, inputs, strict=True):
+                if key == "mask":
+                    args.append(value[:, 0, :] > 0.5)
+                elif key in _PARTICLE_KEYS:
+                    args.append(value.transpose(1, 2))
+                else:
+                    args.append(value)
+            logits = self.net(*args)
+            if logits.dim() == 1:
+                p = torch.sigmoid(logits)
+                return torch.stack([1.0 - p, p], dim=-1)
+            return torch.softmax(logits, dim=-1)
 
-            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-                args = []
-                for key, value in zip(names, inputs, strict=True):
-                    if key == "mask":
-                        args.append(value[:, 0, :] > 0.5)
-                    elif key in _PARTICLE_KEYS:
-                        args.append(value.transpose(1, 2))
-                    else:
-                        args.append(value)
-                logits = self.net(*args)
-                if logits.dim() == 1:
-                    p = torch.sigmoid(logits)
-                    return torch.stack([1.0 - p, p], dim=-1)
-                return torch.softmax(logits, dim=-1)
-
-        return Deployed().eval()
+    return Deployed().eval()
 
 
 def _example_inputs(tagger: Any, config: dict[str, Any], n: int) -> tuple[dict[str, Any], str]:
@@ -381,7 +378,7 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(getattr(tagger.net_, "input_names", ("x", "mask")))
     onnx_names = [EXPORT_INPUTS[k][0] for k in names]
-    module = _Wrapped.make(tagger.net_)
+    module = _deployed(tagger.net_)
     arrays, origin = _example_inputs(tagger, config, n_check)
     inputs = _layout(arrays, names)
     torch.manual_seed(0)

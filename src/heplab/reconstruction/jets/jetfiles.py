@@ -108,11 +108,12 @@ def read_jets(path: str | os.PathLike[str]) -> ak.Array:
 
     p = existing_path(path)
     jets: ak.Array | None = None
+    kind = jet_file_format(p)
     if p.suffix == ".npz":
         jets = read_energyflow_qg_npz(p)
-    elif jet_file_format(p) == "root":
+    elif kind == "root":
         jets = _read_root_jets(p)
-    elif jet_file_format(p) == "hdf5" and _is_top_tagging_hdf5(p):
+    elif kind == "hdf5" and _is_top_tagging_hdf5(p):
         jets = read_top_tagging_hdf5(p)
     if jets is None:
         jets = read_events(p)

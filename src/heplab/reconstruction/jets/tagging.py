@@ -124,7 +124,6 @@ def load_split(
             f"{path}: {len(np.unique(y))} classes in 'label'; the taggers are binary: choose "
             "the signal and background label columns (--signal / --background)"
         )
-    labels(jets)
     if len(jets) == 0:
         raise DataError(f"{path}: the {split!r} split is empty")
     return jets
