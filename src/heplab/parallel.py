@@ -41,12 +41,21 @@ def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
+def _remove_temporaries(directory: Path) -> None:
+    """Delete the half-written files a killed run leaves (chunk and manifest temporaries of
+    the atomic writers: ``.chunk-NNNNNN.parquet.*.tmp.parquet``, ``.manifest.json.*.tmp``);
+    the run's own writers are not running while its directory is being prepared."""
+    for pattern in (".chunk-*.tmp*", f".{MANIFEST_NAME}.*.tmp"):
+        for path in directory.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def _remove_run_files(directory: Path) -> None:
     for path in directory.glob("chunk-*.parquet"):
         path.unlink()
-    for pattern in (".chunk-*.tmp", ".pileup-mpi-*.dat"):
-        for path in directory.glob(pattern):
-            path.unlink()
+    for path in directory.glob(".pileup-mpi-*.dat"):
+        path.unlink()
+    _remove_temporaries(directory)
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
 
 
@@ -73,6 +82,7 @@ def prepare_run_dir(
         old = read_manifest(out)
         same = old.kind == kind and old.config == config and old.n_chunks == n_chunks
         if same:
+            _remove_temporaries(out)
             # keep only chunks whose file is really there
             old.chunks = {i: c for i, c in old.chunks.items() if (out / c.file).is_file()}
             if extra:
