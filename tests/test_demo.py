@@ -38,6 +38,13 @@ def test_demo_writes_a_report_whose_checks_pass(tmp_path: Path) -> None:
     assert checks["Z -> ll mass peak [GeV]"]["ok"]
     assert checks["QCD-jet soft-drop mass median [GeV]"]["ok"]
     assert checks["tracker sigma(pT)/pT vs card formula"]["ok"]
+    assert checks["shower peak depth: X0 per e-fold of energy"]["ok"]
+    assert checks["e / pi+ BDT AUC (held out)"]["ok"]
+    # the trained GNN finds tracks; perfect edge scores on its graph do better still
+    trk = results["tracking"]
+    assert trk["gnn"]["score"] > 0.4
+    assert trk["oracle: perfect edge scores"]["score"] > trk["gnn"]["score"]
+    assert (out / "report" / "tracking_event.png").stat().st_size > 5000
     assert 150 < results["top"]["sdmass_peak"] < 195
     assert results["top"]["n_top"] > 100
 

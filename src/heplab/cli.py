@@ -565,6 +565,47 @@ def demo(
     click.echo(f"report: {report}")
 
 
+# ---------------------------------------------------------------------------- tracking, calo
+@cli.group()
+def tracking() -> None:
+    """Track finding: a TrackML-like silicon tracker, GNN pipeline, classical baselines, score."""
+
+
+@cli.group()
+def calo() -> None:
+    """Calorimetry: shower engine, generative fast simulation, its evaluation, particle ID."""
+
+
+def _register_subcommands() -> None:
+    """Attach the commands of :mod:`heplab.commands` (one module per topic) to their group."""
+    from heplab.commands import (
+        calo_engine,
+        calo_evaluate,
+        calo_models,
+        calo_reco,
+        tracking_clusters,
+        tracking_pipeline,
+        tracking_sim,
+    )
+
+    groups = {"calo": calo, "tracking": tracking}
+    for module in (
+        tracking_sim,
+        tracking_pipeline,
+        tracking_clusters,
+        calo_engine,
+        calo_models,
+        calo_evaluate,
+        calo_reco,
+    ):
+        for group, commands in module.COMMANDS.items():
+            for command in commands:
+                groups[group].add_command(command)
+
+
+_register_subcommands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplab`` command."""
     args = sys.argv[1:] if argv is None else argv

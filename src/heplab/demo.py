@@ -5,7 +5,10 @@ detector card, a charged-pion gun for the tracker, clusters anti-kt R = 0.8 jets
 writes a report (Markdown, HTML, JSON, figures) whose checks show the physics is right:
 the top mass peak in the soft-drop mass of top jets, the W among their subjet pairs, QCD
 jets well below, the Z peak in the dilepton mass, and the tracker resolution against its
-formula. It takes a few minutes on two cores and resumes like every heplab run.
+formula. Then the ML tasks of :mod:`heplab.demo_ml`: track finding with a GNN and the
+Hough transform on the ttbar events in the TrackML-like tracker, and the calorimeter
+shower engine against GFlash with an e / pi identification. It takes a few minutes on
+two cores and resumes like every heplab run.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def run_demo(
     from heplab.report import Report, hep_style
 
     hep_style()
-    report = Report("heplab demo: events, detector, jets")
+    report = Report("heplab demo: events, detector, jets, tracking, calorimetry")
     fig_dir = out / "report"
     fig_dir.mkdir(exist_ok=True)
     report.text(
@@ -161,6 +164,17 @@ def run_demo(
     _tracker_section(
         report, read_events(out / "events" / "gun-pion"), runs["gun-pion"], fig_dir, checks
     )
+    from heplab.demo_ml import calo_section, tracking_section
+
+    def check(
+        name: str, value: float, fmt: str, expected: str, ok: Callable[[float], bool]
+    ) -> None:
+        _check(checks, name, value, fmt, expected, ok)
+
+    tracking_section(
+        report, read_events(out / "events" / "ttbar-boosted"), out / "ml", fig_dir, check, seed
+    )
+    calo_section(report, out / "ml", fig_dir, check, seed)
     _timing_section(report, timings)
     report.heading("Checks")
     report.table(

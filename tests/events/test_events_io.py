@@ -103,3 +103,20 @@ def test_read_events_gives_vector_behaviour(tmp_path: Path, events: ak.Array) ->
     assert ak.all(ak.flatten(dr) >= 0)
     mass = (back.partons[:, 3] + back.partons[:, 4]).mass
     assert len(mass) == len(events)
+
+
+def test_atomic_output_gives_files_the_umask_mode(tmp_path: Path) -> None:
+    # mkstemp makes private files; a finished output must be readable like any new file
+    import os
+
+    from heplab.events._util import atomic_output, default_file_mode
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.txt"
+        with atomic_output(target) as tmp:
+            tmp.write_text("x")
+        assert default_file_mode() == 0o644
+        assert (target.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(old)

@@ -100,3 +100,43 @@ def test_onecycle_schedule_and_bad_settings(tmp_path: Path) -> None:
     assert res.epochs_run == 1
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="linear")
+
+
+class MeanRegressor(nn.Module):
+    """A network with its own objective: least squares of a scalar target, no ``y`` key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 1)
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ((self.lin(batch["features"]).squeeze(-1) - batch["target"]) ** 2).mean()
+
+
+class _Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, features: torch.Tensor, target: torch.Tensor) -> None:
+        self.features, self.target = features, target
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"features": self.features[i], "target": self.target[i]}
+
+
+def _stack(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def test_own_training_loss_and_collate_fn(tmp_path: Path) -> None:
+    # target = features . (1, -2, 0.5) + 0.3: the engine minimises the network's own loss
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(512, 3, generator=gen)
+    target = feats @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    train, val = _Rows(feats[:384], target[:384]), _Rows(feats[384:], target[384:])
+    torch.manual_seed(0)
+    net = MeanRegressor()
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=0.05, weight_decay=0.0, progress_bar=False)
+    res = fit(net, train, val, config=cfg, out_dir=tmp_path, collate_fn=_stack)
+    assert res.best_val_loss < 1e-3  # the exact linear solution is reachable
+    assert torch.allclose(net.lin.weight.detach(), torch.tensor([[1.0, -2.0, 0.5]]), atol=0.05)

@@ -14,6 +14,13 @@ read from or written to parquet, ROOT (NanoAOD- or Delphes-style), HDF5, LHE and
 
 from __future__ import annotations
 
+from heplab.events.calo import (
+    ShowerSet,
+    ShowerWriter,
+    concatenate_showers,
+    read_showers,
+    write_showers,
+)
 from heplab.events.csvio import read_csv
 from heplab.events.hdf5 import read_hdf5, write_hdf5
 from heplab.events.info import describe, format_description
@@ -22,14 +29,21 @@ from heplab.events.lhe import count_lhe_events, lhe_to_events, read_lhe, read_lh
 from heplab.events.model import validate_events, with_vector
 from heplab.events.parquet import read_parquet, write_parquet, write_parquet_chunk
 from heplab.events.root import read_root, write_root
+from heplab.events.trackml import TrackMLEvent, iter_events, read_event, write_event
 
 __all__ = [
+    "ShowerSet",
+    "ShowerWriter",
+    "TrackMLEvent",
+    "concatenate_showers",
     "count_lhe_events",
     "describe",
     "detect_format",
     "format_description",
+    "iter_events",
     "lhe_to_events",
     "read_csv",
+    "read_event",
     "read_events",
     "read_hdf5",
     "read_lhe",
@@ -37,11 +51,14 @@ __all__ = [
     "read_parquet",
     "read_root",
     "read_run",
+    "read_showers",
     "validate_events",
     "with_vector",
+    "write_event",
     "write_events",
     "write_hdf5",
     "write_parquet",
     "write_parquet_chunk",
     "write_root",
+    "write_showers",
 ]

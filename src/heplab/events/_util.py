@@ -10,7 +10,7 @@ from pathlib import Path
 
 from heplab.errors import DataError, OutputExistsError
 
-__all__ = ["atomic_output", "data_error", "existing_path", "one_line"]
+__all__ = ["atomic_output", "data_error", "default_file_mode", "existing_path", "one_line"]
 
 
 def one_line(exc: BaseException) -> str:
@@ -44,6 +44,13 @@ def existing_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def default_file_mode() -> int:
+    """The permission bits a new file gets from ``open()`` under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary file name next to ``path``; rename it onto ``path`` on success.
@@ -69,6 +76,9 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        if tmp.exists():
+            os.chmod(tmp, default_file_mode())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from heplab.errors import DataError
+from heplab.events._util import default_file_mode
 
 __all__ = [
     "MANIFEST_NAME",
@@ -132,6 +133,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp's file is private (0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,7 +4,21 @@
 its ``input_names`` attribute (default ``("x", "mask")``) and returns logits: shape
 ``(batch,)`` for two classes (binary cross-entropy with logits) or ``(batch, C)`` for
 ``C > 2`` classes (cross-entropy). Batches are dicts of tensors with the target under
-``"y"`` (e.g. :class:`heplab.ml.data.JetDataset`).
+``"y"`` (e.g. :class:`heplab.ml.data.JetDataset`). A network with its own objective
+(a generative model, a weighted edge classifier, a contrastive embedding) defines
+``training_loss(batch) -> scalar tensor`` instead; the engine then minimises that, on the
+training and the validation batches alike. Batches that are not padded particle lists
+(graphs, showers) come with their own ``collate_fn``.
+
+A network that needs several optimisers and its own update sequence (a GAN: ``n_critic``
+critic steps per generator step) defines ``make_optimizers(config: TrainConfig) ->
+list[Optimizer]`` and ``manual_training_step(batch, optimizers, backward) -> scalar
+tensor``: the engine then switches Lightning to manual optimisation
+(``automatic_optimization = False``), hands the network its optimisers (Lightning's
+wrappers, so ``opt.step()`` / ``opt.zero_grad()`` work as usual) and Lightning's
+``manual_backward`` as ``backward``, and logs the returned tensor as the training loss;
+no learning-rate schedule is applied then. Validation still uses ``training_loss``.
+Checkpoints, resume, early stopping and best weights work as for every other network.
 
 What it does, all through Lightning:
 
@@ -31,7 +45,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,16 +118,31 @@ class _Module(L.LightningModule):
         super().__init__()
         self.net = net
         self.cfg = config
+        self._manual = callable(getattr(net, "manual_training_step", None))
+        self.automatic_optimization = not self._manual
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(*_inputs(self.net, batch))
 
     def _step(self, batch: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-        loss = loss_fn(self(batch), batch["y"], self.cfg.num_classes)
-        self.log(name, loss, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
+        own = getattr(self.net, "training_loss", None)
+        if callable(own):
+            loss = own(batch)
+        else:
+            loss = loss_fn(self(batch), batch["y"], self.cfg.num_classes)
+        size = len(batch["y"]) if "y" in batch else len(next(iter(batch.values())))
+        self.log(name, loss, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self._manual:
+            opts = self.optimizers()
+            opt_list = list(opts) if isinstance(opts, list | tuple) else [opts]
+            net: Any = self.net  # its hooks are plain methods, not submodules
+            loss: torch.Tensor = net.manual_training_step(batch, opt_list, self.manual_backward)
+            size = len(next(iter(batch.values())))
+            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=size)
+            return loss
         return self._step(batch, "train_loss")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -121,6 +150,9 @@ class _Module(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         c = self.cfg
+        if self._manual:
+            net: Any = self.net
+            return net.make_optimizers(c)
         opt = torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         if c.schedule == "none":
@@ -175,16 +207,24 @@ def _quiet() -> Iterator[None]:
 
 
 def make_loader(
-    data: Dataset[Any], batch_size: int, *, shuffle: bool, seed: int = 0
+    data: Dataset[Any],
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    collate_fn: Callable[[Any], Any] | None = None,
 ) -> DataLoader[Any]:
-    """A DataLoader of batches trimmed to their longest jet (:func:`trim_collate`)."""
+    """A DataLoader of batches trimmed to their longest jet (:func:`trim_collate`).
+
+    ``collate_fn`` replaces :func:`trim_collate` for batches of other shapes.
+    """
     gen = torch.Generator()
     gen.manual_seed(seed)
     return DataLoader(
         data,
         batch_size=batch_size,
         shuffle=shuffle,
-        collate_fn=trim_collate,  # type: ignore[arg-type]  # batches come from __getitems__
+        collate_fn=collate_fn or trim_collate,  # type: ignore[arg-type]
         num_workers=0,
         generator=gen if shuffle else None,
     )
@@ -197,8 +237,12 @@ def fit(
     *,
     config: TrainConfig | None = None,
     out_dir: str | os.PathLike[str],
+    collate_fn: Callable[[Any], Any] | None = None,
 ) -> FitResult:
-    """Train ``module`` (in place) and leave its best weights in it; see the module doc."""
+    """Train ``module`` (in place) and leave its best weights in it; see the module doc.
+
+    ``collate_fn`` builds batches of datasets that are not padded particle lists.
+    """
     cfg = config or TrainConfig()
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
@@ -235,8 +279,12 @@ def fit(
         last = ckpt_dir / "last.ckpt"
         trainer.fit(
             lit,
-            train_dataloaders=make_loader(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed),
-            val_dataloaders=make_loader(val_data, cfg.batch_size, shuffle=False),
+            train_dataloaders=make_loader(
+                train_data, cfg.batch_size, shuffle=True, seed=cfg.seed, collate_fn=collate_fn
+            ),
+            val_dataloaders=make_loader(
+                val_data, cfg.batch_size, shuffle=False, collate_fn=collate_fn
+            ),
             ckpt_path=last if cfg.resume and last.is_file() else None,
             weights_only=True,
         )
