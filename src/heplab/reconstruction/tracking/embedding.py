@@ -212,12 +212,4 @@ def embedding_graph(
     e = np.where(swap[None, :], e[::-1], e).astype(np.int64)
     if e.shape[1] == 0:
         raise DataError(f"event {event.event_id}: the embedding graph has no edge")
-    truth = truth_edges(event) if event.truth is not None else None
-    return EventGraph(
-        event_id=int(event.event_id),
-        hit_id=np.asarray(event.hits["hit_id"], np.int64),
-        coords=c,
-        edge_index=e,
-        y=truth.is_true(e) if truth is not None else None,
-        truth=truth,
-    )
+    return EventGraph.from_edges(event, c, e)

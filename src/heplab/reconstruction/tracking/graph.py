@@ -372,6 +372,23 @@ class EventGraph:
     y: B8 | None = None
     truth: TruthEdges | None = None
 
+    @classmethod
+    def from_edges(
+        cls, event: TrackMLEvent, coords: dict[str, np.ndarray], edges: npt.ArrayLike
+    ) -> EventGraph:
+        """The graph of ``event`` with candidate ``edges`` (2, E) over its hit rows, with
+        truth flags when the event has truth (shared by every graph builder)."""
+        edge_index = np.asarray(edges, np.int64)
+        truth = truth_edges(event) if event.truth is not None else None
+        return cls(
+            event_id=int(event.event_id),
+            hit_id=np.asarray(event.hits["hit_id"], np.int64),
+            coords=coords,
+            edge_index=edge_index,
+            y=truth.is_true(edge_index) if truth is not None else None,
+            truth=truth,
+        )
+
     @property
     def num_nodes(self) -> int:
         return len(self.hit_id)
@@ -486,16 +503,7 @@ def build_graph(
             f"event {event.event_id}: the geometric graph has no edge "
             f"({len(layer)} hits, {len(pmap.pairs)} layer pairs): wrong layer map or cuts?"
         )
-    truth = truth_edges(event) if event.truth is not None else None
-    y = truth.is_true(edges) if truth is not None else None
-    return EventGraph(
-        event_id=int(event.event_id),
-        hit_id=np.asarray(event.hits["hit_id"], np.int64),
-        coords=c,
-        edge_index=edges.astype(np.int64),
-        y=y,
-        truth=truth,
-    )
+    return EventGraph.from_edges(event, c, edges)
 
 
 def perfect_graph(event: TrackMLEvent) -> EventGraph:

@@ -51,7 +51,6 @@ from heplab.reconstruction.tracking.graph import (
     LayerPairMap,
     check_event,
     hit_coordinates,
-    truth_edges,
 )
 
 __all__ = [
@@ -221,16 +220,7 @@ def hash_graph(
             f"event {event.event_id}: the hashing graph has no edge ({n} hits, "
             f"{len(pmap.pairs)} layer pairs, buckets of {cfg.bucket_size:g}): wrong layer map?"
         )
-    truth = truth_edges(event) if event.truth is not None else None
-    y = truth.is_true(edges) if truth is not None else None
-    return EventGraph(
-        event_id=int(event.event_id),
-        hit_id=np.asarray(event.hits["hit_id"], np.int64),
-        coords=coords,
-        edge_index=edges,
-        y=y,
-        truth=truth,
-    )
+    return EventGraph.from_edges(event, coords, edges)
 
 
 def pair_counts(event: TrackMLEvent, pair_map: LayerPairMap | None = None) -> dict[str, int]:
